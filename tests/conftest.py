@@ -25,12 +25,14 @@ def pytest_configure(config):
 
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory) -> Path:
-    """A `toolkit train` output: tiny preset, demo corpus, 2 epochs."""
+    """A `toolkit train` output: tiny preset, demo corpus, 2 epochs of small batches (tuned macro-F1 ~0.67)."""
     from toolkit.config import TrainConfig
     from toolkit.train import train
 
     out = tmp_path_factory.mktemp("ckpt") / "tiny"
-    train(TrainConfig(model="tiny", out=out, epochs=2, max_train_samples=1200, seed=7))
+    # lr 3e-3: at the preset's 1e-3 two short epochs leave the random-init model near the label
+    # priors, with every probability within 1e-3 of its threshold, too flat for parity tests
+    train(TrainConfig(model="tiny", out=out, epochs=2, batch_size=16, lr=3e-3, max_train_samples=1200, seed=7))
     return out
 
 

@@ -80,6 +80,7 @@ def write_json(path: Path, data: Any) -> None:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             json.dump(data, fh, indent=2, ensure_ascii=False, default=_json_default)
             fh.write("\n")
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; readers may be other users (a service)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -148,9 +149,7 @@ def atomic_directory(target: Path, force: bool = False) -> Iterator[Path]:
     try:
         parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX + target.name + "-", dir=parent))
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700; the result is an ordinary directory
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; the result is an ordinary directory
     except OSError as e:
         raise ArtifactError(f"{parent}: cannot create the output directory ({e.strerror}); choose a writable --out") from e
     try:
@@ -195,3 +194,10 @@ def _json_default(obj: Any) -> Any:
     if hasattr(obj, "value"):  # enums
         return obj.value
     raise TypeError(f"not JSON serializable: {type(obj).__name__}")
+
+
+def _umask() -> int:
+    """The process umask (reading it means setting it; set it straight back)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

@@ -14,6 +14,7 @@ import click
 
 from toolkit.config import DEFAULT_CHECKPOINT, DEFAULT_EXPORT
 from toolkit.errors import ToolkitError
+from toolkit.tables import format_table
 
 
 class _Group(click.Group):
@@ -46,6 +47,30 @@ def _variants(ctx, param, value):
         return Variant.parse_list(value)
     except ToolkitError as e:
         raise click.BadParameter(str(e))
+
+
+def _per_variant_limits(ctx, param, value):
+    """'0.01' (every reduced-precision variant) or 'fp16=0.002,int8=0.01' -> {variant: limit}."""
+    if value is None:
+        return None
+    try:
+        if "=" not in value:
+            return {"*": float(value)}
+        pairs = [item.split("=", 1) for item in value.split(",") if item.strip()]
+        return {name.strip(): float(limit) for name, limit in pairs}
+    except ValueError:
+        raise click.BadParameter(f"expected a number or fp16=0.002,int8=0.01, got {value!r}")
+
+
+def _merge_limits(defaults: dict, given) -> dict:
+    if not given:
+        return dict(defaults)
+    if "*" in given:
+        return {name: given["*"] for name in defaults}
+    unknown = sorted(set(given) - set(defaults))
+    if unknown:
+        raise click.BadParameter(f"unknown variant {', '.join(unknown)}; limits apply to {', '.join(defaults)}")
+    return {**defaults, **given}
 
 
 @click.group(cls=_Group)
@@ -176,27 +201,34 @@ def export(checkpoint, out, variants, opset, int8_mode, calibration_data, calibr
 @click.option("--max-samples", type=int, default=None, help="Score only the first N texts.")
 @click.option("--report", type=click.Path(path_type=Path), default=None, help="Write the JSON report here too.")
 @click.option("--markdown", type=click.Path(path_type=Path), default=None, help="Write a Markdown report.")
-@click.option("--max-abs-diff-fp32", type=float, default=1e-4, show_default=True)
-@click.option("--max-drop-macro", type=float, default=None, help="Allowed macro-F1 drop for every non-fp32 variant (default fp16 0.002, int8 0.01).")
-@click.option("--max-drop-label", type=float, default=None, help="Allowed per-label F1 drop for every non-fp32 variant (default fp16 0.01, int8 0.03).")
+@click.option("--max-abs-diff-fp32", type=float, default=1e-4, show_default=True, help="fp32 gate: max |prob - PyTorch prob|.")
+@click.option("--min-agreement-fp32", type=float, default=1.0, show_default=True, help="fp32 gate: share of equal decisions.")
+@click.option("--max-drop-macro", default=None, callback=_per_variant_limits,
+              help="Allowed macro-F1 drop: one number for every reduced-precision variant, or fp16=0.002,int8=0.01 (the defaults).")
+@click.option("--max-drop-label", default=None, callback=_per_variant_limits,
+              help="Allowed F1 drop of any one label: a number, or fp16=0.01,int8=0.03 (the defaults).")
+@click.option("--text-column", default="text", show_default=True)
+@click.option("--labels-column", default=None)
 def validate(export_dir, data, fmt, split, variants, provider, batch_size, max_samples, report, markdown,
-             max_abs_diff_fp32, max_drop_macro, max_drop_label):
+             max_abs_diff_fp32, min_agreement_fp32, max_drop_macro, max_drop_label, text_column, labels_column):
     """Check every variant against PyTorch, per label; exit 1 if any gate fails."""
     from toolkit.config import Gates, ValidateConfig
+    from toolkit.errors import ValidationFailed
     from toolkit.validate import format_summary, validate_export
 
-    gates = Gates()
-    macro = dict(gates.max_drop_macro)
-    label = dict(gates.max_drop_label)
-    for name in ("fp16", "int8"):
-        if max_drop_macro is not None:
-            macro[name] = max_drop_macro
-        if max_drop_label is not None:
-            label[name] = max_drop_label
-    gates = Gates(fp32_max_abs_diff=max_abs_diff_fp32, max_drop_macro=macro, max_drop_label=label)
-    cfg = ValidateConfig(export=export_dir, data=data, format=fmt, split=split, variants=variants, provider=provider,
-                         batch_size=batch_size, report=report, markdown=markdown, max_samples=max_samples, gates=gates)
-    result = validate_export(cfg)  # raises ValidationFailed (exit 1) after writing reports
+    defaults = Gates()
+    gates = Gates(fp32_max_abs_diff=max_abs_diff_fp32, fp32_min_agreement=min_agreement_fp32,
+                  max_drop_macro=_merge_limits(defaults.max_drop_macro, max_drop_macro),
+                  max_drop_label=_merge_limits(defaults.max_drop_label, max_drop_label))
+    cfg = ValidateConfig(export=export_dir, data=data, format=fmt, text_column=text_column, labels_column=labels_column,
+                         split=split, variants=variants, provider=provider, batch_size=batch_size, report=report,
+                         markdown=markdown, max_samples=max_samples, gates=gates)
+    try:
+        result = validate_export(cfg)  # raises ValidationFailed (exit 1) after writing reports
+    except ValidationFailed as e:
+        if getattr(e, "result", None) is not None:
+            click.echo(format_summary(e.result))  # the table and every failed check; _Group then exits 1
+        raise
     click.echo(format_summary(result))
 
 
@@ -294,19 +326,6 @@ def _per_label_table(report) -> str:
 
 def _fmt(value) -> str:
     return "n/a" if value is None else f"{value:.4f}"
-
-
-def format_table(rows) -> str:
-    """Plain aligned table: first row is the header; first column left-aligned, the rest right."""
-    rows = [[str(c) for c in row] for row in rows]
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = []
-    for n, row in enumerate(rows):
-        cells = [c.ljust(widths[i]) if i == 0 else c.rjust(widths[i]) for i, c in enumerate(row)]
-        lines.append("  ".join(cells).rstrip())
-        if n == 0:
-            lines.append("  ".join("-" * w for w in widths))
-    return "\n".join(lines)
 
 
 def main():

@@ -87,8 +87,10 @@ def tune_thresholds(y_true: np.ndarray, probs: np.ndarray, default: float = DEFA
     """Per-label threshold that maximizes that label's F1 on (y_true, probs).
 
     A label with no positives keeps `default`: any threshold gives F1 = 0 there, and 0.5
-    is the only choice that does not overfit. The threshold returned is a score seen in
-    the data (predict when prob >= threshold), as sklearn's precision_recall_curve gives it.
+    is the only choice that does not overfit. The threshold is placed midway between the
+    best cut's score and the next lower score seen: the same decisions on this data, but no
+    text sits exactly on a threshold, where any rounding (fp16, int8, other padding) would
+    flip it.
     """
     from sklearn.metrics import precision_recall_curve
 
@@ -101,7 +103,8 @@ def tune_thresholds(y_true: np.ndarray, probs: np.ndarray, default: float = DEFA
         precision, recall, thr = precision_recall_curve(y_true[:, j], probs[:, j])
         f1 = np.where(precision + recall > 0, 2 * precision * recall / np.maximum(precision + recall, 1e-12), 0.0)
         best = int(np.argmax(f1[:-1]))  # the last point (recall 0) has no threshold
-        out[j] = float(thr[best])
+        below = probs[:, j][probs[:, j] < thr[best]]
+        out[j] = float((thr[best] + (below.max() if below.size else 0.0)) / 2)
     return out
 
 

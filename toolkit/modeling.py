@@ -111,11 +111,10 @@ def build_classifier(name_or_path: str, label_names: Sequence[str], dropout: flo
                             **(tiny_shape or TINY_SHAPE), **label_kwargs)
         return _bert_class(config)(config), tokenizer
     source = _resolve_source(name_or_path)
-    tokenizer = load_tokenizer(source)
     with _quiet_transformers():
         config = _from_pretrained(AutoConfig, source, **label_kwargs)
         model = _from_pretrained(AutoModelForSequenceClassification, source, config=config)
-    return model, tokenizer
+    return model, load_tokenizer(source)
 
 
 def load_classifier(checkpoint: Path) -> LoadedClassifier:
@@ -124,6 +123,7 @@ def load_classifier(checkpoint: Path) -> LoadedClassifier:
     Raises:
         ModelError: missing/corrupt files, or not a multi-label sequence classifier.
     """
+    from safetensors import SafetensorError
     from transformers import AutoConfig
 
     checkpoint = Path(checkpoint)
@@ -148,7 +148,7 @@ def load_classifier(checkpoint: Path) -> LoadedClassifier:
         with _quiet_transformers():
             model = _bert_class(config).from_pretrained(checkpoint, config=config) if _is_cls(config) else \
                 _auto_seq_cls().from_pretrained(checkpoint, config=config)
-    except (OSError, ValueError, RuntimeError) as e:
+    except (OSError, ValueError, RuntimeError, SafetensorError) as e:
         raise ModelError(f"{checkpoint}: model weights cannot be loaded ({str(e).splitlines()[0]}); "
                          "the checkpoint is missing or corrupt, re-train or re-download it") from e
     model.eval()
@@ -258,6 +258,10 @@ def load_tokenizer(source):
     try:
         return AutoTokenizer.from_pretrained(source, use_fast=True)
     except (OSError, ValueError) as e:
+        if not Path(source).exists():
+            raise ModelError(f"cannot load the tokenizer of {source!r}: not a local directory and the model hub is "
+                             f"unreachable or has no such model; use a local directory or an offline preset "
+                             f"({', '.join(PRESETS)})") from e
         raise ModelError(f"{source}: no usable tokenizer ({str(e).splitlines()[0]}); the directory needs tokenizer files") from e
 
 

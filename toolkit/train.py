@@ -5,7 +5,7 @@ import copy
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -76,6 +76,8 @@ def train(cfg: TrainConfig, on_epoch: Optional[Callable[[EpochResult], None]] = 
         splits.train = splits.train.subset(np.arange(min(cfg.max_train_samples, len(splits.train))))
     _set_seed(cfg.seed)
     model_name = resolve_model_name(cfg.model)
+    # Record what actually ran (the checkpoint's train_args must reproduce it), not the None defaults.
+    cfg = replace(cfg, model=model_name, lr=cfg.lr or (RANDOM_INIT_LR if model_name == "tiny" else PRETRAINED_LR))
     model, tokenizer = build_classifier(model_name, splits.label_names, cfg.dropout, splits.train.texts, cfg.seed)
     device = _pick_device(cfg.device)
     log.info("training %s on %d texts (%d labels), validating on %d, device %s",
@@ -150,8 +152,7 @@ def _fit(cfg: TrainConfig, loaded: LoadedClassifier, splits: DatasetSplits, devi
         {"params": [p for n, p in model.named_parameters() if not any(k in n for k in no_decay)], "weight_decay": cfg.weight_decay},
         {"params": [p for n, p in model.named_parameters() if any(k in n for k in no_decay)], "weight_decay": 0.0},
     ]
-    lr = cfg.lr or (RANDOM_INIT_LR if cfg.model == "tiny" or loaded.meta.get("random_init") else PRETRAINED_LR)
-    optimizer = torch.optim.AdamW(groups, lr=lr)
+    optimizer = torch.optim.AdamW(groups, lr=cfg.lr)
     scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total_steps), total_steps)
     loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=_pos_weight(cfg.pos_weight, splits.train.labels, device))
     use_amp = device == "cuda"

@@ -1,0 +1,201 @@
+"""Readers, splits and every bad-input error (message text pinned: it is the user interface)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from toolkit.config import DataConfig
+from toolkit.data import align_labels, load_splits, load_validation_split, read_dataset, read_label_names
+from toolkit.demo_corpus import generate_demo_corpus
+from toolkit.errors import DataError
+
+
+def write(path: Path, text: str, encoding="utf-8") -> Path:
+    path.write_bytes(text.encode(encoding))
+    return path
+
+
+@pytest.fixture
+def goemotions_like(tmp_path) -> Path:
+    """A GoEmotions-style split directory with labels deliberately not in alphabetical order."""
+    write(tmp_path / "emotions.txt", "joy\nanger\nsurprise\n")
+    write(tmp_path / "train.tsv", "I love it\t0\tid1\nso mad and shocked\t1,2\tid2\nwow\t2\tid3\n")
+    write(tmp_path / "dev.tsv", "great day\t0\tid4\nwhat?!\t2\tid5\n")
+    return tmp_path
+
+
+# ---------------------------------------------------------------------------- readers
+
+
+def test_goemotions_reader_keeps_file_label_order(goemotions_like):
+    data = read_dataset(goemotions_like / "train.tsv")
+    assert data.label_names == ["joy", "anger", "surprise"]
+    assert data.texts == ["I love it", "so mad and shocked", "wow"]
+    np.testing.assert_array_equal(data.labels, [[1, 0, 0], [0, 1, 1], [0, 0, 1]])
+
+
+def test_split_directory_uses_its_own_splits(goemotions_like):
+    splits = load_splits(DataConfig(path=goemotions_like))
+    assert (len(splits.train), len(splits.validation), splits.test) == (3, 2, None)
+    assert splits.spec["split"] == "dataset"
+    np.testing.assert_array_equal(splits.validation.labels, [[1, 0, 0], [0, 0, 1]])
+
+
+def test_csv_one_column_per_label_as_in_the_seed_notebook(tmp_path):
+    path = write(tmp_path / "seed.csv", "text,anger,fear,joy,sadness,surprise\n"
+                                        "\"I'm furious, really\",1,0,0,0,0\nscared and sad,0,1,0,1,0\n")
+    data = read_dataset(path)
+    assert data.label_names == ["anger", "fear", "joy", "sadness", "surprise"]
+    assert data.texts[0] == "I'm furious, really"
+    np.testing.assert_array_equal(data.labels, [[1, 0, 0, 0, 0], [0, 1, 0, 1, 0]])
+
+
+def test_tsv_binary_columns_ignore_the_id_column(tmp_path):
+    path = write(tmp_path / "d.tsv", "id\ttext\tb\ta\n7\thello\t1\t0\n8\tbye\tfalse\ttrue\n")
+    data = read_dataset(path)
+    assert data.label_names == ["b", "a"]
+    np.testing.assert_array_equal(data.labels, [[1, 0], [0, 1]])
+
+
+def test_csv_list_column_orders_labels_by_first_appearance(tmp_path):
+    path = write(tmp_path / "d.csv", "text,labels\nhappy and scared,joy;fear\ncalm,\nangry,anger\n")
+    data = read_dataset(path)
+    assert data.label_names == ["joy", "fear", "anger"]
+    np.testing.assert_array_equal(data.labels, [[1, 1, 0], [0, 0, 0], [0, 0, 1]])
+
+
+def test_jsonl_with_label_lists_and_with_binary_fields(tmp_path):
+    lists = write(tmp_path / "a.jsonl", '{"text": "yay", "labels": ["joy"]}\n\n{"text": "eek", "labels": ["fear", "joy"]}\n')
+    data = read_dataset(lists)
+    assert data.label_names == ["joy", "fear"]
+    np.testing.assert_array_equal(data.labels, [[1, 0], [1, 1]])
+    binary = write(tmp_path / "b.jsonl", '{"text": "yay", "sad": 0, "glad": 1}\n{"text": "boo", "sad": 1, "glad": 0}\n')
+    data = read_dataset(binary)
+    assert data.label_names == ["sad", "glad"]
+    np.testing.assert_array_equal(data.labels, [[0, 1], [1, 0]])
+
+
+def test_given_label_order_is_used_for_list_columns(tmp_path):
+    path = write(tmp_path / "d.jsonl", '{"text": "x", "labels": ["b"]}\n')
+    data = read_dataset(path, label_names=["a", "b", "c"])
+    np.testing.assert_array_equal(data.labels, [[0, 1, 0]])
+
+
+def test_format_override_and_custom_text_column(tmp_path):
+    path = write(tmp_path / "data.txt", "body\tx\nhi\t1\n")
+    with pytest.raises(DataError, match="unknown format '.txt'"):
+        read_dataset(path)
+    data = read_dataset(path, format="tsv", text_column="body")
+    assert data.texts == ["hi"] and data.label_names == ["x"]
+
+
+def test_random_split_is_seeded_and_disjoint(tmp_path):
+    rows = "".join(f"text {i},{i % 2}\n" for i in range(50))
+    path = write(tmp_path / "d.csv", "text,joy\n" + rows)
+    a = load_splits(DataConfig(path=path, val_fraction=0.2, seed=3))
+    b = load_splits(DataConfig(path=path, val_fraction=0.2, seed=3))
+    c = load_splits(DataConfig(path=path, val_fraction=0.2, seed=4))
+    assert len(a.validation) == 10 and len(a.train) == 40
+    assert a.validation.texts == b.validation.texts != c.validation.texts
+    assert not set(a.validation.texts) & set(a.train.texts)
+    again = load_validation_split(a.spec, ["joy"])
+    assert again.texts == a.validation.texts
+
+
+def test_align_labels_reorders_by_name_and_rejects_mismatch(goemotions_like):
+    data = read_dataset(goemotions_like / "train.tsv")
+    aligned = align_labels(data, ["surprise", "joy", "anger"])
+    np.testing.assert_array_equal(aligned.labels, [[0, 1, 0], [1, 0, 1], [1, 0, 0]])
+    with pytest.raises(DataError, match=r"missing \['fear'\], unknown \['anger'\]"):
+        align_labels(data, ["joy", "fear", "surprise"])
+
+
+def test_read_label_names_from_file_or_list(tmp_path):
+    assert read_label_names("b, a ,c") == ["b", "a", "c"]
+    assert read_label_names(str(write(tmp_path / "l.txt", "x\n\ny\n"))) == ["x", "y"]
+    with pytest.raises(DataError, match="duplicate label names"):
+        read_label_names("a,b,a")
+
+
+def test_demo_corpus_is_deterministic_and_multi_label():
+    texts, labels, names = generate_demo_corpus()
+    again = generate_demo_corpus()
+    assert texts == again[0] and np.array_equal(labels, again[1])
+    assert len(names) >= 5 and len(texts) >= 2000
+    per_text = labels.sum(axis=1)
+    assert (per_text >= 2).mean() > 0.1  # real multi-label cases
+    assert labels.sum(axis=0).min() > 100  # every emotion is well represented
+
+
+def test_real_goemotions_dev_split(goemotions_dir):
+    data = read_dataset(goemotions_dir / "dev.tsv")
+    assert len(data.label_names) == 28 and data.label_names[0] == "admiration"
+    assert len(data) > 5000
+    assert (data.labels.sum(axis=1) >= 2).any()
+
+
+# ---------------------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize("name, content, fmt, message", [
+    ("d.csv", "text,joy\nhello,2\n", None, r"d.csv:2: column 'joy' has '2'; label columns must hold 0 or 1"),
+    ("d.csv", "text,joy\n   ,1\n", None, r"d.csv:2: blank text in column 'text'"),
+    ("d.csv", "body,joy\nhi,1\n", None, r"d.csv: no text column 'text' \(columns: body, joy\); pass --text-column"),
+    ("d.csv", "text\nhi\n", None, r"d.csv: no label columns; add one 0/1 column per label"),
+    ("d.csv", "text,joy\nhi,1,0\n", None, r"d.csv:2: 3 columns, header has 2"),
+    ("d.csv", "", None, r"d.csv: empty file"),
+    ("d.csv", "text,joy\n", None, r"d.csv: no usable rows"),
+    ("d.jsonl", '{"text": "a", "labels": ["x"]}\n{oops\n', None, r"d.jsonl:2: not valid JSON"),
+    ("d.jsonl", '["a"]\n', None, r"d.jsonl:1: expected a JSON object, got list"),
+    ("d.yaml", "text: a\n", None, r"d.yaml: unknown format '.yaml'; use .csv, .tsv, .jsonl or pass --format"),
+    ("d.csv", "text,joy\nhi,1\n", "xml", r"d.csv: unknown format 'xml'; choose one of goemotions, csv, tsv, jsonl"),
+])
+def test_bad_input_names_file_line_and_fix(tmp_path, name, content, fmt, message):
+    path = write(tmp_path / name, content)
+    with pytest.raises(DataError, match=message):
+        read_dataset(path, format=fmt)
+
+
+def test_non_utf8_bytes_name_the_line(tmp_path):
+    path = tmp_path / "d.csv"
+    path.write_bytes(b"text,joy\nfine,1\ncaf\xe9,0\n")
+    with pytest.raises(DataError, match=r"d.csv:3: not valid UTF-8 \(byte 0xe9\); re-save the file as UTF-8"):
+        read_dataset(path)
+
+
+def test_goemotions_label_id_outside_emotions_txt(goemotions_like):
+    write(goemotions_like / "bad.tsv", "ok\t0\tx\nnope\t0,5\ty\n")
+    with pytest.raises(DataError, match=r"bad.tsv:2: label id '5' is not in emotions.txt \(0..2\)"):
+        read_dataset(goemotions_like / "bad.tsv")
+
+
+def test_goemotions_without_emotions_txt_is_read_as_plain_tsv_and_fails_clearly(tmp_path):
+    path = write(tmp_path / "train.tsv", "hello\t0\tid\n")
+    with pytest.raises(DataError, match="train.tsv"):
+        read_dataset(path)
+    with pytest.raises(DataError, match="needs emotions.txt beside it"):
+        read_dataset(path, format="goemotions")
+
+
+def test_missing_file_and_split_dir_without_dev(tmp_path):
+    with pytest.raises(DataError, match=r"nope.csv: no such file or directory; pass an existing dataset to --data"):
+        load_splits(DataConfig(path=tmp_path / "nope.csv"))
+    write(tmp_path / "train.csv", "text,joy\nhi,1\n")
+    with pytest.raises(DataError, match=r"has train.csv but no dev.csv/validation.csv"):
+        load_splits(DataConfig(path=tmp_path))
+
+
+def test_cli_reports_bad_data_in_one_line_with_exit_code(tmp_path):
+    from click.testing import CliRunner
+
+    from toolkit.cli import cli
+
+    path = write(tmp_path / "d.csv", "text,joy\nhello,yes\n")
+    result = CliRunner().invoke(cli, ["train", "--data", str(path), "--model", "tiny", "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2  # bad input is a usage error, like click's own
+    assert "error: " in result.output and "d.csv:2: column 'joy' has 'yes'" in result.output
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "o").exists()
