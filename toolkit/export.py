@@ -1,74 +1,428 @@
 """`toolkit export`: PyTorch checkpoint -> one directory with ONNX fp32, fp16 and int8 variants.
 
-SKELETON (fp32 only): the export stage owner extends it with fp16/int8, parity and the summary.
+Pipeline (`export_model`): load the checkpoint, export fp32 with optimum, fuse the transformer
+subgraphs once with onnxruntime's optimizer, derive fp16 and int8 (dynamic, optionally static
+QDQ) from the fused graph, run every variant against PyTorch on a few sanity texts, then write
+the manifest. Everything happens in a temporary directory beside `cfg.out` that is renamed
+into place only when all of it succeeded.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
+import math
+import shutil
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator, Optional, Sequence
+
+import numpy as np
 
 from toolkit import artifacts
 from toolkit.config import ExportConfig, Variant
-from toolkit.errors import ExportError
+from toolkit.errors import ExportError, ModelError, ToolkitError
 
 log = logging.getLogger(__name__)
+
+INT8_STATIC = "int8_static"  # manifest key of the calibrated QDQ model (`--int8 static`)
+VARIANT_ORDER = ("fp32", "fp16", "int8", INT8_STATIC)
+PRECISION = {"fp32": "float32", "fp16": "float16", "int8": "int8 dynamic", INT8_STATIC: "int8 static QDQ"}
+
+# Sanity parity gates at export time. fp32 must match PyTorch to float rounding; fp16/int8 only
+# warn here (validate gates them on real data) above the issue's limits.
+FP32_TOLERANCE = 1e-4
+WARN_TOLERANCE = {"fp16": 1e-2, "int8": 5e-2, INT8_STATIC: 5e-2}
+
+# Sanity texts: batch 1 at two lengths, then batch 3 padded to its longest member.
+SANITY_BATCHES = (
+    ("I love this!",),
+    ("Thank you so much for sharing this, it made my whole day better and I cannot stop smiling about it.",),
+    ("ok",
+     "Why would anyone do that? I am furious and honestly a little scared of what comes next.",
+     "What a surprise, I did not expect that at all."),
+)
+
+# Model types whose graphs onnxruntime's BERT fusions understand (encoder-only, post-LN).
+BERT_LIKE = ("bert", "roberta", "xlm-roberta", "camembert", "distilbert", "electra", "albert", "mpnet")
+
+# fp16: keep in float32 the ops whose reductions overflow in half precision. Residual-stream
+# LayerNorms see activations in the hundreds on deep BERTs; sum(x^2) over the hidden size then
+# exceeds fp16's 65504 when accumulated in half, as onnxruntime's CUDA SkipLayerNorm kernels did
+# until microsoft/onnxruntime#28682 (2026). Unfused Softmax/reductions are blocked for the same reason.
+# EmbedLayerNormalization stays fp16: embedding sums are O(1), and blocking it would keep the
+# word-embedding table (half of MiniLM's weights) in fp32.
+FP16_BLOCKED_OPS = ("LayerNormalization", "SkipLayerNormalization", "SimplifiedLayerNormalization",
+                    "SkipSimplifiedLayerNormalization", "Softmax", "ReduceMean", "ReduceSum", "Pow", "Sqrt")
+
+# int8: onnxruntime's dynamic quantizer handles these (Gemm is rewritten to MatMul+Add first).
+# EmbedLayerNormalization/Gather quantize the embedding tables, which MiniLM's size target needs.
+INT8_DYNAMIC_OPS = ("MatMul", "Attention", "EmbedLayerNormalization", "Gather")
+INT8_STATIC_OPS = ("MatMul", "Gemm", "Gather")
+# reduce_range=True (7-bit weights): u8s8 integer GEMMs on AVX2/AVX-512 CPUs without VNNI add
+# pairs of products in saturating int16 and silently overflow with full-range weights; 7-bit
+# weights cannot. The artifact is portable, so it must not depend on the exporting CPU having VNNI;
+# QAttention uses 7-bit weights regardless. Measured cost on MiniLM (ORT 1.32, sanity texts): max
+# |Δprob| 1.7e-3 with 7-bit weights vs 1.4e-3 with 8-bit, on an AVX512-VNNI host.
+INT8_REDUCE_RANGE = True
+INT8_PER_CHANNEL = True  # per-output-channel scales: BERT weight ranges vary a lot across channels
+
+FUSED_OPS = ("Attention", "MultiHeadAttention", "QAttention", "SkipLayerNormalization", "EmbedLayerNormalization",
+             "QEmbedLayerNormalization", "BiasGelu", "FastGelu", "Gelu", "GemmFastGelu")
+QUANTIZED_OPS = ("MatMulInteger", "DynamicQuantizeMatMul", "MatMulIntegerToFloat", "QAttention",
+                 "QEmbedLayerNormalization", "QLinearMatMul", "DynamicQuantizeLinear", "QuantizeLinear",
+                 "DequantizeLinear")
+
+
+@dataclass
+class Parity:
+    """PyTorch vs ONNX Runtime sigmoid probabilities on the sanity texts."""
+
+    max_abs_diff: float
+    finite: bool
+    cases: list[dict] = field(default_factory=list)  # {batch, seq_len, max_abs_diff}
+
+    def to_dict(self) -> dict:
+        return {"max_abs_diff": self.max_abs_diff, "finite": self.finite, "cases": self.cases}
 
 
 @dataclass
 class VariantResult:
+    """One written variant. `seconds` is the time to make its file from model.onnx, the shared
+    fusion pass included for fp16 and int8 (so the variants' seconds add up to more than the wall time)."""
+
     variant: str
     file: str
     bytes: int
     seconds: float
-    max_abs_diff: float | None = None
+    precision: str = ""
+    opset: int = 0
+    sha256: str = ""
     fused_ops: dict = field(default_factory=dict)
     quantized_ops: dict = field(default_factory=dict)
+    quantized_matmuls: int = 0
+    initializers: dict = field(default_factory=dict)  # {dtype name: {"count", "bytes"}}
+    settings: dict = field(default_factory=dict)  # how the variant was made
+    parity: Optional[Parity] = None
+
+    @property
+    def max_abs_diff(self) -> Optional[float]:
+        return None if self.parity is None else self.parity.max_abs_diff
 
 
 @dataclass
 class ExportResult:
+    """What `export_model` wrote; `fp32_bytes` is model.onnx's size even when fp32 was not kept."""
+
     out: Path
     variants: list[VariantResult]
     manifest: dict
+    fp32_bytes: int = 0
+    seconds: float = 0.0
+
+    def variant(self, name: str) -> VariantResult:
+        return next(v for v in self.variants if v.variant == name)
 
 
 def export_model(cfg: ExportConfig) -> ExportResult:
-    """Export the checkpoint's variants into `cfg.out` atomically and write the manifest."""
+    """Export the checkpoint's variants into `cfg.out` atomically and write the manifest.
+
+    Args:
+        cfg: checkpoint, output directory, variants, opset, int8 mode and calibration settings.
+    Returns:
+        ExportResult with one VariantResult per file written (sizes, fused/quantized ops, parity).
+    Raises:
+        ArtifactError: `cfg.out` exists without `force`, or cannot be created.
+        ModelError: the checkpoint is missing, corrupt, not a multi-label classifier, or its labels mismatch.
+        ExportError: a conversion step failed, or a variant's outputs are NaN/Inf or fp32 differs from PyTorch.
+    """
     from toolkit.modeling import load_any
 
-    loaded = load_any(cfg.checkpoint, cfg.base_model, cfg.labels)
-    results = []
-    with artifacts.atomic_directory(cfg.out, force=cfg.force) as tmp:
-        started = time.perf_counter()
-        _export_fp32(loaded, tmp, cfg.opset)
-        fp32 = tmp / artifacts.variant_file(Variant.FP32)
-        results.append(VariantResult("fp32", fp32.name, fp32.stat().st_size, time.perf_counter() - started))
-        manifest = _write_manifest(tmp, cfg, loaded, results)
-    return ExportResult(cfg.out, results, manifest)
+    wanted = requested_variants(cfg)
+    started = time.perf_counter()
+    with _quiet_libraries(), artifacts.atomic_directory(cfg.out, force=cfg.force) as tmp:
+        log.info("loading %s", cfg.checkpoint)
+        loaded = load_any(cfg.checkpoint, cfg.base_model, cfg.labels)
+        _check_labels(cfg, loaded)
+        texts = calibration_texts(cfg, loaded) if INT8_STATIC in wanted else []
+        work = Path(tempfile.mkdtemp(dir=tmp))  # intermediates; removed before the checksums
+        fp32 = _export_fp32(loaded, tmp, work, cfg.opset, keep="fp32" in wanted)
+        results = [fp32] if "fp32" in wanted else []
+        if set(wanted) - {"fp32"}:
+            fp32_path = work / artifacts.variant_file(Variant.FP32)
+            fused, fuse_seconds = _fuse(fp32_path, work, loaded.model.config)
+            if "fp16" in wanted:
+                results.append(_to_fp16(fused, tmp, fuse_seconds))
+            if "int8" in wanted:
+                results.append(_quantize_int8(fused, tmp, fuse_seconds))
+            if INT8_STATIC in wanted:
+                results.append(_quantize_int8_static(fp32_path, tmp, work, loaded, texts))
+        _check_parity(loaded, tmp, results, int(cfg.max_length or loaded.max_length))
+        shutil.rmtree(work)
+        manifest = _write_manifest(tmp, cfg, loaded, results, fp32.bytes)
+    seconds = time.perf_counter() - started
+    log.info("export finished in %.1fs: %s", seconds, cfg.out)
+    return ExportResult(Path(cfg.out), results, manifest, fp32.bytes, seconds)
 
 
 def format_summary(result: ExportResult) -> str:
-    from toolkit.cli import format_table
+    """One table: variant, precision, size, size vs fp32, fused ops, quantized MatMuls, max |Δprob|, seconds."""
+    from toolkit.tables import format_table
 
-    rows = [("variant", "file", "size MB", "seconds")]
-    rows += [(v.variant, v.file, f"{v.bytes / 1e6:.1f}", f"{v.seconds:.1f}") for v in result.variants]
+    rows = [("variant", "precision", "size MB", "vs fp32", "fused ops", "quantized MatMuls", "max |Δprob|", "seconds")]
+    for v in result.variants:
+        ratio = v.bytes / result.fp32_bytes if result.fp32_bytes else float("nan")
+        diff = "n/a" if v.max_abs_diff is None else f"{v.max_abs_diff:.2e}"
+        rows.append((v.variant, v.precision, f"{v.bytes / 1e6:.1f}", f"{ratio:.0%}", str(sum(v.fused_ops.values())),
+                     str(v.quantized_matmuls), diff, f"{v.seconds:.1f}"))
     return format_table(rows) + f"\nwrote {result.out}"
 
 
-def _export_fp32(loaded, out: Path, opset: int) -> None:
+def requested_variants(cfg: ExportConfig) -> tuple[str, ...]:
+    """The manifest keys `cfg` asks for, in canonical order (`int8_static` comes with `--int8 static`).
+
+    Raises:
+        ToolkitError: a variant name is not one of fp32, fp16, int8.
+    """
+    names = []
+    for v in cfg.variants:
+        name = str(getattr(v, "value", v)).strip().lower()
+        if name not in artifacts.VARIANT_FILES:
+            raise ToolkitError(f"unknown variant {name!r}: choose from {', '.join(artifacts.VARIANT_FILES)}")
+        names.append(name)
+    if "int8" in names and cfg.int8_mode == "static":
+        names.append(INT8_STATIC)
+    return tuple(v for v in VARIANT_ORDER if v in names)
+
+
+def calibration_texts(cfg: ExportConfig, loaded) -> list[str]:
+    """Up to `cfg.calibration_samples` training texts for static int8 calibration (seeded sample).
+
+    From `cfg.calibration_data` (a dataset file or directory: its training split; a .txt file: one
+    text per line), else from the training data recorded in the checkpoint.
+
+    Raises:
+        ExportError: no calibration source (a seed state_dict records none) or no texts in it.
+    """
+    from toolkit.config import DataConfig
+    from toolkit.data import load_splits
+
+    source = cfg.calibration_data
+    spec = (loaded.meta or {}).get("data")
+    if source is not None:
+        source = Path(source)
+        if source.is_file() and source.suffix.lower() == ".txt":
+            try:
+                texts = [line.strip() for line in source.read_text(encoding="utf-8").splitlines() if line.strip()]
+            except (OSError, UnicodeDecodeError) as e:
+                raise ExportError(f"{source}: cannot read calibration texts ({e}); pass a UTF-8 file, one text per line") from e
+        else:
+            texts = load_splits(DataConfig(path=source)).train.texts
+    elif spec:
+        texts = load_splits(_data_config(spec)).train.texts
+    else:
+        raise ExportError(f"{cfg.checkpoint}: --int8 static needs calibration texts and the checkpoint records no "
+                          "training data; pass --calibration-data PATH (a dataset or a .txt file, one text per line)")
+    if not texts:
+        raise ExportError(f"{source or spec.get('path')}: no calibration texts; pass --calibration-data with texts")
+    order = np.random.default_rng(0).permutation(len(texts))[: cfg.calibration_samples]
+    return [texts[i] for i in order]
+
+
+# ---------------------------------------------------------------------------- stages
+
+
+def _export_fp32(loaded, out: Path, work: Path, opset: int, keep: bool) -> VariantResult:
+    """optimum's exporter into `work`; the graph (when requested), config.json and tokenizer into `out`."""
     from optimum.exporters.onnx import onnx_export_from_model
 
-    loaded.model.eval()
+    started = time.perf_counter()
+    log.info("exporting fp32 ONNX (opset %d) with optimum", opset)
+    model = _optimum_exportable(loaded.model)
     try:
-        onnx_export_from_model(loaded.model, out, opset=opset, task="text-classification",
-                               preprocessors=[loaded.tokenizer], do_validation=False)
+        onnx_export_from_model(model, work, opset=opset, task="text-classification", do_validation=False)
     except Exception as e:  # optimum raises many types; the message is what helps
-        raise ExportError(f"{out}: ONNX export failed ({e})") from e
+        raise ExportError(f"{loaded.source.get('path')}: ONNX export failed ({_first_line(e)}); "
+                          "run `toolkit -v export ...` for optimum's full log") from e
+    name = artifacts.variant_file(Variant.FP32)
+    if keep:
+        shutil.copy2(work / name, out / name)
+    loaded.model.config.save_pretrained(out)  # id2label, problem_type: what ORTModelForSequenceClassification reads
+    loaded.tokenizer.save_pretrained(out)
+    if not (out / artifacts.TOKENIZER_JSON).is_file():
+        raise ExportError(f"{loaded.source.get('path')}: the tokenizer has no fast version, so no "
+                          f"{artifacts.TOKENIZER_JSON} for the runtime; use a checkpoint with a fast tokenizer")
+    return _describe("fp32", work / name, time.perf_counter() - started, {"exporter": "optimum"})
 
 
-def _write_manifest(out: Path, cfg: ExportConfig, loaded, results) -> dict:
+def _fuse(fp32_path: Path, work: Path, config) -> tuple[Path, float]:
+    """onnxruntime's transformer fusions on the fp32 graph; the fused fp32 graph feeds fp16 and int8."""
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    started = time.perf_counter()
+    fused_path = work / ("fused_" + fp32_path.name)
+    model_type = getattr(config, "model_type", "")
+    if model_type not in BERT_LIKE:
+        log.warning("model_type %r has no onnxruntime BERT fusions; fp16/int8 are derived from the unfused graph", model_type)
+        shutil.copy2(fp32_path, fused_path)
+        return fused_path, time.perf_counter() - started
+    try:
+        # opt_level=1: only provider-independent rewrites (constant folding, redundant nodes), so the
+        # fused graph runs on CPU and CUDA alike; level 2+ bakes in CPU- or GPU-only kernels.
+        optimizer = optimize_model(str(fp32_path), model_type="bert", num_heads=int(config.num_attention_heads),
+                                   hidden_size=int(config.hidden_size), opt_level=1, use_gpu=False)
+        stats = {k: v for k, v in optimizer.get_fused_operator_statistics().items() if v}
+        optimizer.save_model_to_file(str(fused_path))
+    except Exception as e:  # the optimizer raises assorted errors from deep inside its fusions
+        raise ExportError(f"{fp32_path.name}: onnxruntime transformer fusion failed ({_first_line(e)}); "
+                          "export --variants fp32 meanwhile and report the model type") from e
+    log.info("fused transformer subgraphs: %s", stats or "none")
+    return fused_path, time.perf_counter() - started
+
+
+def _drop_duplicate_casts(model) -> None:
+    """Remove the repeated Cast nodes onnxruntime < 1.32's float16 converter emits.
+
+    When one fp16 tensor feeds two blocked (fp32) nodes, onnxruntime 1.31 (still the newest
+    onnxruntime-gpu) adds one `<name>_cast_to_fp32_node` per consumer: identical nodes with the
+    same name and output, which onnxruntime then refuses to load. 1.32 shares one Cast; this
+    makes older converters produce the same graph.
+    """
+    seen, keep = set(), []
+    for node in model.graph.node:
+        key = (node.op_type, node.name, tuple(node.input), tuple(node.output))
+        if node.op_type == "Cast" and key in seen:
+            continue
+        seen.add(key)
+        keep.append(node)
+    if len(keep) != len(model.graph.node):
+        log.debug("fp16: dropped %d duplicate Cast nodes", len(model.graph.node) - len(keep))
+        del model.graph.node[:]
+        model.graph.node.extend(keep)
+    infos, unique = set(), []
+    for info in model.graph.value_info:
+        if info.name not in infos:
+            infos.add(info.name)
+            unique.append(info)
+    if len(unique) != len(model.graph.value_info):
+        del model.graph.value_info[:]
+        model.graph.value_info.extend(unique)
+
+
+def _to_fp16(fused_path: Path, out: Path, fuse_seconds: float) -> VariantResult:
+    """fp16 weights and compute; int64 inputs and float32 logits kept; overflow-prone ops kept fp32."""
+    import onnx
+    from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST
+    from onnxruntime.transformers.onnx_model import OnnxModel
+
+    started = time.perf_counter()
+    log.info("converting to fp16")
+    path = out / artifacts.variant_file(Variant.FP16)
+    block = sorted(set(DEFAULT_OP_BLOCK_LIST) | set(FP16_BLOCKED_OPS))
+    try:
+        model = OnnxModel(onnx.load(str(fused_path)))
+        model.convert_float_to_float16(keep_io_types=True, op_block_list=block)
+        _drop_duplicate_casts(model.model)
+        model.save_model_to_file(str(path))
+    except Exception as e:  # float16 conversion raises ValueError/RuntimeError/onnx errors
+        raise ExportError(f"{path.name}: float16 conversion failed ({_first_line(e)}); "
+                          "export --variants fp32,int8 meanwhile") from e
+    result = _describe("fp16", path, fuse_seconds + time.perf_counter() - started,
+                       {"opt_level": 1, "keep_io_types": True, "op_block_list": list(FP16_BLOCKED_OPS)})
+    f16 = result.initializers.get("FLOAT16", {}).get("bytes", 0)
+    f32 = result.initializers.get("FLOAT", {}).get("bytes", 0)
+    if f16 <= f32:
+        raise ExportError(f"{path.name}: only {f16} of {f16 + f32} float initializer bytes are float16; "
+                          "the conversion did not take, report this with the model type")
+    return result
+
+
+def _quantize_int8(fused_path: Path, out: Path, fuse_seconds: float) -> VariantResult:
+    """Dynamic int8: per-channel int8 weights, uint8 activations quantized at run time."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    started = time.perf_counter()
+    log.info("quantizing to int8 (dynamic)")
+    path = out / artifacts.variant_file(Variant.INT8)
+    head = _logits_head_nodes(onnx.load(str(fused_path), load_external_data=False))
+    excluded = head + [n + "_MatMul" for n in head]  # the quantizer rewrites Gemm to <name>_MatMul + <name>_Add
+    try:
+        quantize_dynamic(
+            fused_path, path, op_types_to_quantize=list(INT8_DYNAMIC_OPS), per_channel=INT8_PER_CHANNEL,
+            reduce_range=INT8_REDUCE_RANGE, weight_type=QuantType.QInt8,
+            nodes_to_exclude=excluded,
+            # fused com.microsoft ops defeat ONNX shape inference; every float tensor here is float32
+            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+        )
+    except Exception as e:  # the quantizer raises RuntimeError/ValueError/AssertionError
+        raise ExportError(f"{path.name}: dynamic int8 quantization failed ({_first_line(e)}); "
+                          "export --variants fp32,fp16 meanwhile") from e
+    return _describe("int8", path, fuse_seconds + time.perf_counter() - started,
+                     {"mode": "dynamic", "weight_type": "QInt8", "per_channel": INT8_PER_CHANNEL,
+                      "reduce_range": INT8_REDUCE_RANGE, "op_types": list(INT8_DYNAMIC_OPS),
+                      "excluded_nodes": excluded})
+
+
+def _quantize_int8_static(fp32_path: Path, out: Path, work: Path, loaded, texts: Sequence[str]) -> VariantResult:
+    """Static int8 QDQ calibrated on training texts (MinMax), from the unfused graph so QDQ can wrap every MatMul."""
+    import onnx
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    started = time.perf_counter()
+    log.info("quantizing to int8 (static QDQ, %d calibration texts)", len(texts))
+    path = out / artifacts.STATIC_INT8_FILE
+    prepared = work / ("prepared_" + fp32_path.name)
+    try:
+        # symbolic shape inference gives up on optimum's sdpa mask subgraph; ONNX shape inference suffices
+        quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
+        excluded = _logits_head_nodes(onnx.load(str(prepared), load_external_data=False))
+        reader = _CalibrationReader(loaded.tokenizer, texts, _graph_inputs(prepared), loaded.max_length)
+        quantize_static(
+            prepared, path, reader, quant_format=QuantFormat.QDQ, op_types_to_quantize=list(INT8_STATIC_OPS),
+            per_channel=INT8_PER_CHANNEL, reduce_range=INT8_REDUCE_RANGE, activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8, nodes_to_exclude=excluded, calibrate_method=CalibrationMethod.MinMax,
+            extra_options={"MatMulConstBOnly": True},  # weights only: Q·K^T stays float
+        )
+    except Exception as e:  # calibration and the QDQ quantizer raise assorted errors
+        raise ExportError(f"{path.name}: static int8 quantization failed ({_first_line(e)}); "
+                          "use --int8 dynamic meanwhile") from e
+    return _describe(INT8_STATIC, path, time.perf_counter() - started,
+                     {"mode": "static", "format": "QDQ", "calibration": "MinMax", "calibration_samples": len(texts),
+                      "activation_type": "QUInt8", "weight_type": "QInt8", "per_channel": INT8_PER_CHANNEL,
+                      "reduce_range": INT8_REDUCE_RANGE, "op_types": list(INT8_STATIC_OPS), "excluded_nodes": excluded})
+
+
+def _check_parity(loaded, out: Path, results: list[VariantResult], max_length: int) -> None:
+    """Run every variant on the sanity texts against PyTorch; raise once with every failure."""
+    reference = [_torch_probs(loaded, batch, max_length) for batch in SANITY_BATCHES]
+    failures = []
+    for result in results:
+        result.parity = _parity(loaded, out / result.file, reference, max_length)
+        limit = FP32_TOLERANCE if result.variant == "fp32" else WARN_TOLERANCE[result.variant]
+        line = f"{result.variant}: max |Δprob| {result.parity.max_abs_diff:.2e} (limit {limit:.0e})"
+        if not result.parity.finite:
+            failures.append(f"{result.variant} outputs NaN/Inf")
+        elif result.variant == "fp32" and result.parity.max_abs_diff > FP32_TOLERANCE:
+            failures.append(line)
+        elif result.parity.max_abs_diff > limit:
+            log.warning("%s; `toolkit validate` decides on real data", line)
+        else:
+            log.info(line)
+    if failures:
+        raise ExportError(f"{loaded.source.get('path')}: variants disagree with PyTorch: {'; '.join(failures)}; "
+                          "nothing was written")
+
+
+def _write_manifest(out: Path, cfg: ExportConfig, loaded, results: list[VariantResult], fp32_bytes: int) -> dict:
+    from toolkit.modeling import PROBLEM_TYPE
+
+    config = artifacts.read_json(out / artifacts.HF_CONFIG, "model config")
+    if config.get("problem_type") != PROBLEM_TYPE or len(config.get("id2label", {})) != len(loaded.label_names):
+        raise ExportError(f"{out / artifacts.HF_CONFIG}: needs problem_type {PROBLEM_TYPE!r} and one id2label entry "
+                          "per label; re-export from a multi-label checkpoint")
     manifest = {
         "format_version": artifacts.FORMAT_VERSION,
         "created": artifacts.utc_now(),
@@ -78,10 +432,231 @@ def _write_manifest(out: Path, cfg: ExportConfig, loaded, results) -> dict:
         "thresholds": [float(t) for t in loaded.thresholds],
         "activation": "sigmoid",
         "max_length": int(cfg.max_length or loaded.max_length),
+        "inputs": _graph_inputs(out / results[0].file),
         "data": loaded.meta.get("data"),
-        "variants": {r.variant: {"file": r.file, "bytes": r.bytes, "export_seconds": r.seconds,
-                                 "sha256": artifacts.sha256_file(out / r.file)} for r in results},
+        "variants": {r.variant: _variant_entry(r, fp32_bytes) for r in results},
         "files": artifacts.file_checksums(out),
     }
     artifacts.write_manifest(out, manifest)
     return manifest
+
+
+# ---------------------------------------------------------------------------- helpers
+
+
+def _check_labels(cfg: ExportConfig, loaded) -> None:
+    """--labels given with a checkpoint directory must agree with the checkpoint's own labels."""
+    from toolkit.data import read_label_names
+
+    if cfg.labels is None or not Path(cfg.checkpoint).is_dir():
+        return
+    names = read_label_names(cfg.labels)
+    if names != list(loaded.label_names):
+        raise ModelError(f"{cfg.checkpoint}: has {len(loaded.label_names)} labels {loaded.label_names[:6]}, but --labels "
+                         f"gives {len(names)} {names[:6]}; drop --labels or pass the checkpoint's labels in order")
+
+
+def _optimum_exportable(model):
+    """The model as a class optimum recognises.
+
+    optimum infers the library from the class's module, so the CLS-pooling twin defined in
+    toolkit.modeling is refused. Its only difference is the parameter-free ClsPooler, so a stock
+    BertForSequenceClassification with that submodule swapped in traces to the same graph.
+    """
+    if type(model).__module__.startswith("transformers."):
+        return model
+    from transformers import BertForSequenceClassification
+
+    from toolkit.modeling import BertForMultiLabelCLS, ClsPooler
+
+    if not isinstance(model, BertForMultiLabelCLS):
+        raise ModelError(f"{type(model).__name__}: not a transformers model class; export a *ForSequenceClassification checkpoint")
+    twin = BertForSequenceClassification(model.config)
+    twin.bert.pooler = ClsPooler()
+    twin.load_state_dict(model.state_dict(), strict=True)
+    return twin.eval()
+
+
+def _describe(variant: str, path: Path, seconds: float, settings: dict) -> VariantResult:
+    """File facts of a written variant: size, hash, opset, fused/quantized op counts, initializer dtypes."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    ops = {}
+    for node in model.graph.node:
+        ops[node.op_type] = ops.get(node.op_type, 0) + 1
+    initializers = {}
+    for init in model.graph.initializer:
+        entry = initializers.setdefault(onnx.TensorProto.DataType.Name(init.data_type), {"count": 0, "bytes": 0})
+        entry["count"] += 1
+        entry["bytes"] += len(init.raw_data) if init.HasField("raw_data") else onnx.numpy_helper.to_array(init).nbytes
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+    return VariantResult(
+        variant=variant, file=path.name, bytes=path.stat().st_size, seconds=seconds, precision=PRECISION[variant],
+        opset=opset, sha256=artifacts.sha256_file(path),
+        fused_ops={k: ops[k] for k in FUSED_OPS if k in ops},
+        quantized_ops={k: ops[k] for k in QUANTIZED_OPS if k in ops},
+        quantized_matmuls=_count_quantized_matmuls(model), initializers=initializers, settings=settings,
+    )
+
+
+def _count_quantized_matmuls(model) -> int:
+    """Integer MatMuls (dynamic: MatMulInteger, QAttention, ...) plus QDQ MatMul/Gemm whose weight is dequantized."""
+    integer = sum(1 for n in model.graph.node if n.op_type in ("MatMulInteger", "DynamicQuantizeMatMul",
+                                                                "MatMulIntegerToFloat", "QAttention", "QLinearMatMul"))
+    inits = {i.name for i in model.graph.initializer}
+    dequantized_weights = {n.output[0] for n in model.graph.node if n.op_type == "DequantizeLinear" and n.input[0] in inits}
+    qdq = sum(1 for n in model.graph.node
+              if n.op_type in ("MatMul", "Gemm") and len(n.input) > 1 and n.input[1] in dequantized_weights)
+    return integer + qdq
+
+
+def _logits_head_nodes(model) -> list[str]:
+    """Names of the MatMul/Gemm (and its bias Add) that produce the graph's logits: kept in float.
+
+    The classifier's few outputs carry the decision; quantizing it buys nothing in size or speed.
+    """
+    producers = {out: n for n in model.graph.node for out in n.output}
+    names = []
+    for output in model.graph.output:
+        node = producers.get(output.name)
+        if node is not None and node.op_type == "Add":  # MatMul + bias
+            names.append(node.name)
+            node = next((producers[i] for i in node.input if i in producers and producers[i].op_type == "MatMul"), None)
+        if node is not None and node.op_type in ("MatMul", "Gemm"):
+            names.append(node.name)
+    return [n for n in names if n]
+
+
+def _first_line(error: Exception) -> str:
+    """Library errors can span pages (optimum, onnxruntime); the first line says what went wrong."""
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
+
+
+def _graph_inputs(path: Path) -> list[str]:
+    import onnx
+
+    return [i.name for i in onnx.load(str(path), load_external_data=False).graph.input]
+
+
+def _torch_probs(loaded, texts: Sequence[str], max_length: int) -> tuple[dict, np.ndarray]:
+    import torch
+
+    enc = loaded.tokenizer(list(texts), padding=True, truncation=True, max_length=max_length, return_tensors="np")
+    loaded.model.eval()
+    with torch.inference_mode():
+        logits = loaded.model(**{k: torch.from_numpy(v) for k, v in enc.items()}).logits
+    return dict(enc), torch.sigmoid(logits.float()).numpy()
+
+
+def _parity(loaded, path: Path, reference: list[tuple[dict, np.ndarray]], max_length: int) -> Parity:
+    session = _cpu_session(path)
+    names = [i.name for i in session.get_inputs()]
+    cases, worst, finite = [], 0.0, True
+    for enc, expected in reference:
+        missing = [n for n in names if n not in enc]
+        if missing:
+            raise ExportError(f"{path.name}: graph input(s) {missing} are not produced by the tokenizer; "
+                              "re-export with the checkpoint's own tokenizer")
+        logits = session.run(None, {n: enc[n].astype(np.int64) for n in names})[0]
+        finite &= bool(np.isfinite(logits).all())
+        probs = 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
+        diff = float(np.nan_to_num(np.abs(probs - expected), nan=math.inf).max())
+        worst = max(worst, diff)
+        cases.append({"batch": int(expected.shape[0]), "seq_len": int(enc["input_ids"].shape[1]), "max_abs_diff": diff})
+    return Parity(max_abs_diff=worst, finite=finite, cases=cases)
+
+
+def _cpu_session(path: Path):
+    """The one place export opens onnxruntime: the runtime's own session factory, on CPU (tests' and CI's provider)."""
+    from toolkit.runtime import open_session
+
+    return open_session(path, provider="cpu")
+
+
+class _CalibrationReader:
+    """Feeds calibration texts one at a time (no padding, so pad positions do not skew the ranges).
+
+    onnxruntime's CalibrationDataReader is a protocol (`get_next`, checked by __subclasshook__), so
+    this class needs no onnxruntime import at module load.
+    """
+
+    def __init__(self, tokenizer, texts: Sequence[str], input_names: list[str], max_length: int):
+        self._items = iter(texts)
+        self._tokenizer = tokenizer
+        self._names = input_names
+        self._max_length = max_length
+
+    def get_next(self) -> Optional[dict]:
+        text = next(self._items, None)
+        if text is None:
+            return None
+        enc = self._tokenizer([text], truncation=True, max_length=self._max_length, return_tensors="np")
+        return {n: enc[n].astype(np.int64) for n in self._names}
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        item = self.get_next()
+        if item is None:
+            raise StopIteration
+        return item
+
+
+def _variant_entry(r: VariantResult, fp32_bytes: int) -> dict:
+    return {"file": r.file, "sha256": r.sha256, "bytes": r.bytes, "size_vs_fp32": r.bytes / fp32_bytes,
+            "opset": r.opset, "precision": r.precision, "fused_ops": r.fused_ops, "quantized_ops": r.quantized_ops,
+            "quantized_matmuls": r.quantized_matmuls, "initializers": r.initializers, "settings": r.settings,
+            "export_seconds": r.seconds, "parity": r.parity.to_dict() if r.parity else None}
+
+
+def _data_config(spec: dict):
+    """The DataConfig that a checkpoint's recorded data spec came from (as data.load_validation_split rebuilds it)."""
+    from toolkit.config import DataConfig
+    from toolkit.data import DEMO
+
+    return DataConfig(path=None if spec.get("path") in (None, DEMO) else Path(spec["path"]),
+                      format=spec.get("format"), text_column=spec.get("text_column", "text"),
+                      labels_column=spec.get("labels_column"), val_fraction=spec.get("val_fraction", 0.1),
+                      seed=spec.get("seed", 42))
+
+
+@contextlib.contextmanager
+def _quiet_libraries() -> Iterator[None]:
+    """Keep the export's own progress lines readable: mute library chatter unless logging is at DEBUG.
+
+    onnxruntime's fusion and quantization tools log every step at INFO, partly on the root logger
+    (`logging.info`), so a level change on their loggers cannot reach them; a filter on the root
+    handlers drops non-toolkit records below WARNING instead. optimum has its own verbosity switch,
+    and torch's tracer warns about constants that are fine for a fixed-architecture encoder.
+    """
+    import warnings
+
+    import torch
+    from optimum.utils import logging as optimum_logging
+
+    root = logging.getLogger()
+    if root.getEffectiveLevel() <= logging.DEBUG:
+        yield
+        return
+
+    def keep(record: logging.LogRecord) -> bool:
+        if record.name.startswith("toolkit"):
+            return True
+        # the quantizer's hint to pre-process: export fuses (dynamic) or runs quant_pre_process (static) itself
+        return record.levelno >= logging.WARNING and not record.getMessage().startswith("Please consider to run pre-processing")
+
+    handlers = list(root.handlers)
+    verbosity = optimum_logging.get_verbosity()
+    for handler in handlers:
+        handler.addFilter(keep)
+    optimum_logging.set_verbosity_error()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
+            yield
+    finally:
+        optimum_logging.set_verbosity(verbosity)
+        for handler in handlers:
+            handler.removeFilter(keep)
