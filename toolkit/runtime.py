@@ -1,0 +1,477 @@
+"""The classifier applications embed: an exported model in three lines, numpy + onnxruntime + tokenizers only.
+
+    from toolkit.runtime import EmotionClassifier
+    clf = EmotionClassifier.load("exported/emotion")
+    clf.predict(["I love it", "this is awful"])
+
+Nothing here imports torch, transformers or optimum (a test checks it in a fresh interpreter).
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+import onnxruntime as ort
+
+from toolkit import artifacts
+from toolkit.errors import ArtifactError, ProviderError, ToolkitError
+
+log = logging.getLogger(__name__)
+
+CPU = "CPUExecutionProvider"
+CUDA = "CUDAExecutionProvider"
+TENSORRT = "TensorrtExecutionProvider"
+PROVIDER_CHAINS = {"cpu": [CPU], "cuda": [CUDA, CPU], "tensorrt": [TENSORRT, CUDA, CPU]}
+GPU_HINT = "pip install onnxruntime-gpu (or `pip install toolkit[gpu]`) in place of onnxruntime, with a matching CUDA"
+CUDA_DEVICE_ID = 0  # one GPU per process; pin another one with CUDA_VISIBLE_DEVICES
+SHORT_NAMES = {CPU: "cpu", CUDA: "cuda", TENSORRT: "tensorrt"}
+# variant="auto": int8 is the fastest on CPU, fp16 on a GPU; then the others, most faithful first.
+AUTO_VARIANTS = {"cpu": ("int8", "fp32", "fp16"), "gpu": ("fp16", "fp32", "int8")}
+MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+# 256 GoEmotions texts, MiniLM int8, 2 cores: batches of 16-32 were fastest, 64 took 1.6x and 256 2x as long
+DEFAULT_MAX_BATCH = 32
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One text's result: the labels at or above their thresholds, and every label's score."""
+
+    text: str
+    labels: list[str]
+    scores: dict[str, float]
+
+
+class EmotionClassifier:
+    """An exported multi-label classifier: tokenizer + one onnxruntime session + labels and thresholds.
+
+    Create it with `EmotionClassifier.load(export_dir)`. One instance may be shared by any number
+    of threads: the session and the tokenizer are configured once at load and only read afterwards.
+
+    Attributes:
+        labels: label names, in the column order of `predict_proba`.
+        thresholds: per-label decision thresholds (float64 array, same order).
+        variant: the ONNX variant loaded ("fp32", "fp16", "int8", ...).
+        provider: the provider actually running it ("cpu", "cuda", "tensorrt").
+        max_length: tokens per text; longer texts are truncated.
+        max_batch_size: texts per session run.
+        session: the onnxruntime InferenceSession.
+        export_dir: the export directory.
+    """
+
+    def __init__(self, export_dir: Path, manifest: dict, variant: str, session: ort.InferenceSession,
+                 tokenizer, pad_id: int, max_batch_size: int):
+        self.export_dir = Path(export_dir)
+        self.manifest = manifest
+        self.labels = [str(label) for label in manifest["labels"]]
+        self.thresholds = np.asarray(manifest["thresholds"], dtype=np.float64)
+        self.max_length = int(manifest["max_length"])
+        self.variant = variant
+        self.session = session
+        attached = session.get_providers()[0]
+        self.provider = SHORT_NAMES.get(attached, attached)
+        self.max_batch_size = max_batch_size
+        self._tokenizer = tokenizer
+        self._inputs = {i.name: _numpy_dtype(i.type) for i in session.get_inputs()}
+        self._output = session.get_outputs()[0].name
+        self._pad_id = pad_id
+
+    @classmethod
+    def load(cls, export_dir, variant: str = "auto", provider: str = "auto", threads: int | None = None,
+             max_batch_size: int = DEFAULT_MAX_BATCH, verify: bool = True) -> "EmotionClassifier":
+        """Load an export directory written by `toolkit export`.
+
+        Args:
+            export_dir: the directory holding `manifest.json`, the ONNX variants and `tokenizer.json`.
+            variant: "auto" (int8 on CPU, fp16 on CUDA, else what the export has) or a variant name.
+            provider: "auto", "cpu", "cuda" or "tensorrt" (see `resolve_providers`).
+            threads: intra-op threads; None = physical cores.
+            max_batch_size: texts per session run; larger inputs are split into length-sorted batches.
+            verify: check every file's sha256 against the manifest (a few ms per MB).
+
+        Raises:
+            ArtifactError: manifest missing or unsupported, a file missing or modified, an unknown
+                variant, or labels/thresholds that do not fit the model's output.
+            ProviderError: the provider is unavailable or did not attach.
+        """
+        export_dir = Path(export_dir)
+        if isinstance(max_batch_size, bool) or not isinstance(max_batch_size, int) or max_batch_size < 1:
+            raise ToolkitError(f"max_batch_size must be a positive integer, got {max_batch_size!r}")
+        manifest = artifacts.read_manifest(export_dir)
+        _check_labels(export_dir, manifest)
+        if verify:
+            _verify_files(export_dir, manifest)
+        tokenizer, pad_id = _load_tokenizer(export_dir, int(manifest["max_length"]))
+        name, session = _open_variant(export_dir, manifest, variant, provider, threads)
+        classifier = cls(export_dir, manifest, name, session, tokenizer, pad_id, max_batch_size)
+        classifier._check_graph()
+        log.info("loaded %s: variant %s on %s, %d labels", export_dir, name, classifier.provider,
+                 len(classifier.labels))
+        return classifier
+
+    def predict_proba(self, texts: str | Sequence[str]) -> np.ndarray:
+        """Sigmoid probabilities, shape (n, labels), float32, columns in `labels` order.
+
+        The same input list always gives the same result. With int8 (dynamic quantization scales
+        each batch's activations together) a text's scores may move by ~1e-5 with its batch mates.
+
+        Args:
+            texts: one string or a sequence of strings; empty and whitespace-only strings are
+                scored like any text, texts over `max_length` tokens are truncated.
+
+        Raises:
+            TypeError: `texts` or one of its items is not a string (the message names the index).
+        """
+        texts = _as_texts(texts)
+        probs = np.empty((len(texts), len(self.labels)), dtype=np.float32)
+        if not texts:
+            return probs
+        encodings = self._encode(texts)
+        # Length bucketing: sorted by token count, each batch is padded only to its own longest text.
+        order = np.argsort([len(e.ids) for e in encodings], kind="stable")
+        for start in range(0, len(order), self.max_batch_size):
+            index = order[start:start + self.max_batch_size]
+            logits = self._run([encodings[i] for i in index])
+            probs[index] = _sigmoid(logits)
+        return probs
+
+    def predict(self, texts: str | Sequence[str], threshold: float | None = None) -> list[Prediction]:
+        """Labels at or above their thresholds and every label's score, one Prediction per text.
+
+        Args:
+            texts: as for `predict_proba`; a single string gives a list of one.
+            threshold: one threshold for every label instead of the manifest's tuned ones.
+
+        Raises:
+            TypeError: a text is not a string.
+            ToolkitError: `threshold` is outside [0, 1].
+        """
+        texts = _as_texts(texts)
+        thresholds = self.thresholds if threshold is None else np.full(len(self.labels), _check_threshold(threshold))
+        probs = self.predict_proba(texts)
+        out = []
+        for text, row in zip(texts, probs):
+            out.append(Prediction(
+                text=text,
+                labels=[label for label, p, t in zip(self.labels, row, thresholds) if p >= t],
+                scores={label: float(p) for label, p in zip(self.labels, row)},
+            ))
+        return out
+
+    def __repr__(self) -> str:
+        return (f"EmotionClassifier({str(self.export_dir)!r}, variant={self.variant!r}, provider={self.provider!r}, "
+                f"labels={len(self.labels)})")
+
+    def _encode(self, texts: list[str]):
+        try:
+            return self._tokenizer.encode_batch(texts, add_special_tokens=True)
+        except TypeError:
+            # A lone surrogate (e.g. JSON "\ud83d") is a valid Python str but not UTF-8, and the
+            # tokenizer rejects the whole batch; score it as U+FFFD like any undecodable byte.
+            clean = [t.encode("utf-8", "surrogatepass").decode("utf-8", "replace") for t in texts]
+            return self._tokenizer.encode_batch(clean, add_special_tokens=True)
+
+    def _run(self, encodings) -> np.ndarray:
+        width = max(len(e.ids) for e in encodings)
+        ids = np.full((len(encodings), width), self._pad_id, dtype=np.int64)
+        mask = np.zeros((len(encodings), width), dtype=np.int64)
+        types = np.zeros((len(encodings), width), dtype=np.int64)
+        for row, e in enumerate(encodings):
+            n = len(e.ids)
+            ids[row, :n] = e.ids
+            mask[row, :n] = e.attention_mask
+            types[row, :n] = e.type_ids
+        available = dict(zip(MODEL_INPUTS, (ids, mask, types)))
+        # Feed only what the graph declares: some exports drop token_type_ids (e.g. DistilBERT).
+        feed = {name: available[name].astype(dtype, copy=False) for name, dtype in self._inputs.items()}
+        try:
+            (logits,) = self.session.run([self._output], feed)
+        except Exception as e:  # onnxruntime's Fail/RuntimeException types are not exported stably
+            raise ArtifactError(f"{self.export_dir}: variant {self.variant} failed on a batch of shape {ids.shape} "
+                                f"({e}); check the export with `toolkit validate`, or lower max_batch_size if "
+                                "memory ran out") from e
+        return np.asarray(logits, dtype=np.float32)
+
+    def _check_graph(self) -> None:
+        """The graph takes known inputs and emits one logit per manifest label: checked by a real run,
+        which also warms the session up so that the first request is not the slow one."""
+        unknown = sorted(set(self._inputs) - set(MODEL_INPUTS))
+        if unknown:
+            raise ArtifactError(f"{self.export_dir}: variant {self.variant} takes inputs {unknown} that a BERT "
+                                f"classifier does not have (known: {', '.join(MODEL_INPUTS)}); "
+                                "re-export it with `toolkit export`")
+        width = self._run(self._encode([""])).shape[-1]
+        if width != len(self.labels):
+            raise ArtifactError(
+                f"{self.export_dir / artifacts.MANIFEST}: {len(self.labels)} labels but variant {self.variant} "
+                f"outputs {width} scores; labels and model come from different exports, re-run `toolkit export --force`"
+            )
+
+
+def resolve_providers(provider: str) -> list[str]:
+    """The onnxruntime execution providers to request, best first.
+
+    Args:
+        provider: "auto" (CUDA when this onnxruntime has it, else CPU), "cpu", "cuda" or "tensorrt".
+
+    Returns:
+        Provider names, always ending with the CPU provider for ops a GPU provider does not cover.
+
+    Raises:
+        ProviderError: unknown name, or a GPU provider this onnxruntime build lacks.
+    """
+    name = str(provider).strip().lower()
+    available = ort.get_available_providers()
+    if name == "auto":
+        return list(PROVIDER_CHAINS["cuda" if CUDA in available else "cpu"])
+    if name not in PROVIDER_CHAINS:
+        raise ProviderError(f"provider {provider!r} is not supported; use one of auto, {', '.join(PROVIDER_CHAINS)}")
+    missing = [p for p in PROVIDER_CHAINS[name] if p not in available]
+    if missing:
+        raise ProviderError(
+            f"provider {name!r} needs {', '.join(missing)}, but onnxruntime {ort.__version__} offers only "
+            f"{', '.join(available)}; {GPU_HINT}"
+        )
+    return list(PROVIDER_CHAINS[name])
+
+
+def open_session(model_path, provider: str = "auto", threads: int | None = None) -> ort.InferenceSession:
+    """An onnxruntime session on the requested provider, or an error: never a silent CPU fallback.
+
+    Args:
+        model_path: an `.onnx` file.
+        provider: see `resolve_providers`. With "auto", a CUDA provider that onnxruntime lists
+            but cannot start (no GPU, CUDA/cuDNN libraries missing) gives a CPU session and a
+            logged warning; a provider named explicitly gives ProviderError instead.
+        threads: intra-op threads; None means the number of physical cores this process may use.
+
+    Returns:
+        The session; `session.get_providers()[0]` is the provider actually used.
+
+    Raises:
+        ProviderError: the provider is unknown or missing, or a requested GPU provider did not attach.
+        ArtifactError: the file is missing or onnxruntime cannot load it.
+    """
+    model_path = Path(model_path)
+    providers = resolve_providers(provider)
+    if not model_path.is_file():
+        raise ArtifactError(f"{model_path}: ONNX model not found; re-run `toolkit export --force`")
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = int(threads) if threads else physical_cores()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    try:
+        session = _create_session(model_path, options, providers)
+    except ProviderError as e:
+        if str(provider).strip().lower() != "auto":
+            raise
+        log.warning("%s; provider auto continues on CPUExecutionProvider", e)
+        return _create_session(model_path, options, [CPU])
+    log.debug("%s: session on %s, %d intra-op threads", model_path.name, session.get_providers()[0],
+              options.intra_op_num_threads)
+    return session
+
+
+def physical_cores() -> int:
+    """Physical cores this process may run on: hyper-threads slow ORT's intra-op pool down, not up."""
+    try:
+        allowed = os.sched_getaffinity(0)
+    except AttributeError:  # macOS, Windows
+        allowed = set(range(os.cpu_count() or 1))
+    cores = set()
+    for cpu in allowed:
+        topology = Path(f"/sys/devices/system/cpu/cpu{cpu}/topology")
+        try:
+            cores.add(((topology / "physical_package_id").read_text(), (topology / "core_id").read_text()))
+        except OSError:
+            return max(1, len(allowed))  # no sysfs topology: count logical CPUs
+    return max(1, len(cores))
+
+
+def _create_session(model_path: Path, options, providers: list[str]) -> ort.InferenceSession:
+    try:
+        session = ort.InferenceSession(str(model_path), sess_options=options,
+                                       providers=[_with_options(p) for p in providers])
+    except Exception as e:  # onnxruntime raises its own Fail/InvalidGraph/RuntimeError types
+        if providers[0] != CPU and _is_provider_failure(e):
+            raise ProviderError(f"{model_path}: {providers[0]} failed to start ({e}); {GPU_HINT}") from e
+        raise ArtifactError(f"{model_path}: onnxruntime cannot load the model ({e}); "
+                            "re-run `toolkit export --force`") from e
+    attached = session.get_providers()
+    # onnxruntime only logs an error when CUDA cannot load its libraries and runs on CPU instead
+    # (https://github.com/microsoft/onnxruntime/issues/23372): compare what attached with what was asked.
+    if providers[0] != CPU and providers[0] not in attached:
+        raise ProviderError(
+            f"{model_path}: {providers[0]} was requested but onnxruntime attached only {', '.join(attached)} "
+            f"(no GPU visible, or CUDA/cuDNN libraries not found); {GPU_HINT}, or use provider 'cpu'"
+        )
+    return session
+
+
+def _with_options(provider: str):
+    if provider == CUDA:
+        # TF32 matmuls (onnxruntime's CUDA default on Ampere and newer) moved fp32 probabilities by
+        # 5e-4 on an H200, 500x the fp32 parity limit; fp32 must mean fp32. fp16 is unaffected.
+        return provider, {"device_id": CUDA_DEVICE_ID, "use_tf32": 0}
+    if provider == TENSORRT:
+        # Building TensorRT engines takes minutes per input shape: keep them across processes.
+        # Precision stays the variant's own (no trt_fp16_enable), so fp32 stays fp32.
+        cache = tensorrt_cache_dir()
+        return provider, {"device_id": CUDA_DEVICE_ID, "trt_engine_cache_enable": True,
+                          "trt_engine_cache_path": str(cache), "trt_timing_cache_enable": True,
+                          "trt_timing_cache_path": str(cache)}
+    return provider
+
+
+def tensorrt_cache_dir() -> Path:
+    """Where TensorRT engines are cached: $TOOLKIT_TRT_CACHE, else ~/.cache/toolkit/tensorrt."""
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    cache = Path(os.environ.get("TOOLKIT_TRT_CACHE") or Path(base) / "toolkit" / "tensorrt")
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ProviderError(f"{cache}: cannot create the TensorRT engine cache ({e.strerror}); "
+                            "set TOOLKIT_TRT_CACHE to a writable directory") from e
+    return cache
+
+
+def _is_provider_failure(error: Exception) -> bool:
+    text = str(error).lower()
+    return any(word in text for word in ("cuda", "cudnn", "tensorrt", "provider", "libcublas", "gpu"))
+
+
+def _as_texts(texts) -> list[str]:
+    if isinstance(texts, str):
+        return [texts]
+    if isinstance(texts, (bytes, bytearray)) or not isinstance(texts, Iterable):
+        raise TypeError(f"texts must be a string or a sequence of strings, got {type(texts).__name__}")
+    texts = list(texts)
+    for i, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise TypeError(f"texts[{i}] is {type(text).__name__}, expected str")
+    return texts
+
+
+def _check_threshold(threshold) -> float:
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float, np.floating)) \
+            or not 0.0 <= float(threshold) <= 1.0:
+        raise ToolkitError(f"threshold override must be a number in [0, 1], got {threshold!r}")
+    return float(threshold)
+
+
+def _sigmoid(logits: np.ndarray) -> np.ndarray:
+    # exp(-log(1 + exp(-x))) never overflows, unlike 1 / (1 + exp(-x)) for x << 0; fp64 then back.
+    return np.exp(-np.logaddexp(0.0, -logits.astype(np.float64))).astype(np.float32)
+
+
+def _check_labels(export_dir: Path, manifest: dict) -> None:
+    where = export_dir / artifacts.MANIFEST
+    labels, thresholds = manifest.get("labels"), manifest.get("thresholds")
+    if not isinstance(labels, list) or not labels or not all(isinstance(x, str) and x for x in labels):
+        raise ArtifactError(f"{where}: 'labels' must be a non-empty list of names; re-run `toolkit export --force`")
+    if len(set(labels)) != len(labels):
+        dupes = sorted({x for x in labels if labels.count(x) > 1})
+        raise ArtifactError(f"{where}: duplicate labels {dupes}; re-run `toolkit export --force`")
+    if not isinstance(thresholds, list) or len(thresholds) != len(labels):
+        count = len(thresholds) if isinstance(thresholds, list) else "no"
+        raise ArtifactError(f"{where}: {count} thresholds for {len(labels)} labels; "
+                            "re-run `toolkit export --force`")
+    bad = [labels[i] for i, t in enumerate(thresholds)
+           if isinstance(t, bool) or not isinstance(t, (int, float)) or not (math.isfinite(t) and 0.0 <= t <= 1.0)]
+    if bad:
+        raise ArtifactError(f"{where}: thresholds of {bad} are not numbers in [0, 1]; re-run `toolkit export --force`")
+    if manifest.get("activation", "sigmoid") != "sigmoid":
+        raise ArtifactError(f"{where}: activation {manifest['activation']!r} is not supported (only 'sigmoid', "
+                            "multi-label); export a multi-label model")
+    if not isinstance(manifest.get("max_length"), int) or manifest["max_length"] < 2:
+        raise ArtifactError(f"{where}: max_length {manifest.get('max_length')!r} must be an integer >= 2; "
+                            "re-run `toolkit export --force`")
+
+
+def _choose_variant(export_dir: Path, manifest: dict, variant: str, provider: str) -> tuple[str, str]:
+    """(variant name, file) for a requested variant, resolving "auto" against the provider."""
+    variants = manifest.get("variants") or {}
+    where = export_dir / artifacts.MANIFEST
+    if not variants:
+        raise ArtifactError(f"{where}: lists no model variants; re-run `toolkit export --force`")
+    name = str(getattr(variant, "value", variant)).strip().lower()
+    if name == "auto":
+        on_gpu = resolve_providers(provider)[0] != CPU
+        preferred = AUTO_VARIANTS["gpu" if on_gpu else "cpu"]
+        ranked = [v for v in preferred if v in variants] + [v for v in variants if v not in preferred]
+        name = ranked[0]
+        if name != preferred[0]:
+            log.info("variant auto: %s has no %s variant, using %s", export_dir, preferred[0], name)
+        else:
+            log.debug("variant auto: %s", name)
+    elif name not in variants:
+        raise ArtifactError(f"{export_dir}: no variant {variant!r}; this export has {', '.join(variants)} "
+                            "(or use 'auto'); re-export with `toolkit export --variants ...` to add it")
+    entry = variants[name]
+    model_file = entry.get("file") if isinstance(entry, dict) else None
+    if not model_file:
+        raise ArtifactError(f"{where}: variant {name} names no file; re-run `toolkit export --force`")
+    return name, model_file
+
+
+def _open_variant(export_dir: Path, manifest: dict, variant: str, provider: str,
+                  threads: int | None) -> tuple[str, ort.InferenceSession]:
+    name, model_file = _choose_variant(export_dir, manifest, variant, provider)
+    session = open_session(export_dir / model_file, provider, threads)
+    if session.get_providers()[0] == CPU and resolve_providers(provider)[0] != CPU:
+        # provider auto fell back to CPU (see open_session): take the variant auto picks for CPU
+        cpu_name, cpu_file = _choose_variant(export_dir, manifest, variant, "cpu")
+        if cpu_name != name:
+            name, session = cpu_name, open_session(export_dir / cpu_file, "cpu", threads)
+    return name, session
+
+
+def _verify_files(export_dir: Path, manifest: dict) -> None:
+    """Every file matches its manifest sha256, and every file the runtime may load has one."""
+    listed = manifest.get("files") or {}
+    for rel in [*_variant_files(manifest), artifacts.TOKENIZER_JSON]:
+        if rel not in listed:
+            raise ArtifactError(f"{export_dir / artifacts.MANIFEST}: {rel} has no checksum in 'files'; "
+                                "re-run `toolkit export --force`")
+    artifacts.verify_checksums(export_dir, manifest)
+
+
+def _variant_files(manifest: dict) -> list[str]:
+    variants = manifest.get("variants") or {}
+    return [entry["file"] for entry in variants.values() if isinstance(entry, dict) and entry.get("file")]
+
+
+def _load_tokenizer(export_dir: Path, max_length: int):
+    """The tokenizer from `tokenizer.json`, truncating at `max_length`, and its padding id."""
+    from tokenizers import Tokenizer
+
+    path = export_dir / artifacts.TOKENIZER_JSON
+    if not path.is_file():
+        raise ArtifactError(f"{path}: tokenizer not found; re-run `toolkit export --force`")
+    try:
+        tokenizer = Tokenizer.from_file(str(path))
+    except Exception as e:  # tokenizers raises a bare Exception on malformed JSON
+        raise ArtifactError(f"{path}: cannot load the tokenizer ({e}); re-run `toolkit export --force`") from e
+    # Configure once, here: changing truncation/padding while another thread encodes raises
+    # "RuntimeError: Already borrowed" (huggingface/tokenizers#537); encode_batch itself only reads.
+    pad_id = _pad_id(tokenizer)
+    tokenizer.enable_truncation(max_length=max_length)
+    tokenizer.no_padding()  # each batch is padded to its own longest text in EmotionClassifier._run
+    return tokenizer, pad_id
+
+
+def _pad_id(tokenizer) -> int:
+    if tokenizer.padding:  # as saved by transformers
+        return int(tokenizer.padding["pad_id"])
+    for token in ("[PAD]", "<pad>"):
+        token_id = tokenizer.token_to_id(token)
+        if token_id is not None:
+            return int(token_id)
+    return 0  # masked out by attention_mask, so any id gives the same scores
+
+
+def _numpy_dtype(onnx_type: str):
+    return {"tensor(int64)": np.int64, "tensor(int32)": np.int32}.get(onnx_type, np.int64)
