@@ -1,9 +1,9 @@
 """`toolkit export`: PyTorch checkpoint -> one directory with ONNX fp32, fp16 and int8 variants.
 
 Pipeline (`export_model`): load the checkpoint, export fp32 with optimum, fuse the transformer
-subgraphs once with onnxruntime's optimizer, derive fp16 and int8 (dynamic, optionally static
-QDQ) from the fused graph, run every variant against PyTorch on a few sanity texts, then write
-the manifest. Everything happens in a temporary directory beside `cfg.out` that is renamed
+subgraphs with onnxruntime's optimizer and convert that to fp16, quantize the unfused fp32 graph
+to int8 (dynamic, optionally static QDQ; onnxruntime fuses the quantized graph at load), run every
+variant against PyTorch on a few sanity texts, then write the manifest. Everything happens in a temporary directory beside `cfg.out` that is renamed
 into place only when all of it succeeded.
 """
 from __future__ import annotations
@@ -56,15 +56,23 @@ BERT_LIKE = ("bert", "roberta", "xlm-roberta", "camembert", "distilbert", "elect
 FP16_BLOCKED_OPS = ("LayerNormalization", "SkipLayerNormalization", "SimplifiedLayerNormalization",
                     "SkipSimplifiedLayerNormalization", "Softmax", "ReduceMean", "ReduceSum", "Pow", "Sqrt")
 
-# int8: onnxruntime's dynamic quantizer handles these (Gemm is rewritten to MatMul+Add first).
-# EmbedLayerNormalization/Gather quantize the embedding tables, which MiniLM's size target needs.
-INT8_DYNAMIC_OPS = ("MatMul", "Attention", "EmbedLayerNormalization", "Gather")
+# int8 dynamic quantizes the UNFUSED fp32 graph's MatMuls (and Gather: the embedding tables,
+# which MiniLM's size target needs); onnxruntime then fuses each into DynamicQuantizeMatMul and
+# the attention subgraphs at session load. Measured on this 2-core AVX-512 host, BERT-base shape,
+# batch 32, seq 128 (benchmarks/int8_recipes.py, results/int8-recipes-bert-base.json): 3.56x
+# PyTorch eager vs 3.10x when quantizing the fused graph (QAttention + QEmbedLayerNormalization),
+# same size (25% of fp32) and the same GoEmotions dev macro-F1 (0.4677 vs 0.4681).
+INT8_DYNAMIC_OPS = ("MatMul", "Gather")
 INT8_STATIC_OPS = ("MatMul", "Gemm", "Gather")
 # reduce_range=True (7-bit weights): u8s8 integer GEMMs on AVX2/AVX-512 CPUs without VNNI add
 # pairs of products in saturating int16 and silently overflow with full-range weights; 7-bit
-# weights cannot. The artifact is portable, so it must not depend on the exporting CPU having VNNI;
-# QAttention uses 7-bit weights regardless. Measured cost on MiniLM (ORT 1.32, sanity texts): max
-# |Δprob| 1.7e-3 with 7-bit weights vs 1.4e-3 with 8-bit, on an AVX512-VNNI host.
+# weights cannot. The artifact is portable, so it must not depend on the exporting CPU having VNNI.
+# Measured cost on an AVX512-VNNI host (ORT 1.32): untrained MiniLM, sanity texts, max |Δprob|
+# 1.7e-3 with 7-bit weights vs 1.4e-3 with 8-bit; GoEmotions-trained MiniLM, 800 dev texts, mean
+# |Δprob| 0.00180 vs 0.00174.
+# Only the logits layer stays float: on that trained MiniLM, keeping any one encoder layer, any
+# part of layer 0, or the pooler in float changed the flipped decisions on 800 dev texts by noise
+# only (31-43 vs 34), while BERT-base's speedup would lose ~3% per float FFN matrix.
 INT8_REDUCE_RANGE = True
 INT8_PER_CHANNEL = True  # per-output-channel scales: BERT weight ranges vary a lot across channels
 
@@ -89,8 +97,8 @@ class Parity:
 
 @dataclass
 class VariantResult:
-    """One written variant. `seconds` is the time to make its file from model.onnx, the shared
-    fusion pass included for fp16 and int8 (so the variants' seconds add up to more than the wall time)."""
+    """One written variant. `seconds` is the time to make its file from model.onnx (for fp16 the
+    fusion pass included)."""
 
     variant: str
     file: str
@@ -149,15 +157,14 @@ def export_model(cfg: ExportConfig) -> ExportResult:
         work = Path(tempfile.mkdtemp(dir=tmp))  # intermediates; removed before the checksums
         fp32 = _export_fp32(loaded, tmp, work, cfg.opset, keep="fp32" in wanted)
         results = [fp32] if "fp32" in wanted else []
-        if set(wanted) - {"fp32"}:
-            fp32_path = work / artifacts.variant_file(Variant.FP32)
+        fp32_path = work / artifacts.variant_file(Variant.FP32)
+        if "fp16" in wanted:
             fused, fuse_seconds = _fuse(fp32_path, work, loaded.model.config)
-            if "fp16" in wanted:
-                results.append(_to_fp16(fused, tmp, fuse_seconds))
-            if "int8" in wanted:
-                results.append(_quantize_int8(fused, tmp, fuse_seconds))
-            if INT8_STATIC in wanted:
-                results.append(_quantize_int8_static(fp32_path, tmp, work, loaded, texts))
+            results.append(_to_fp16(fused, tmp, fuse_seconds))
+        if "int8" in wanted:
+            results.append(_quantize_int8(fp32_path, tmp))
+        if INT8_STATIC in wanted:
+            results.append(_quantize_int8_static(fp32_path, tmp, work, loaded, texts))
         _check_parity(loaded, tmp, results, int(cfg.max_length or loaded.max_length))
         shutil.rmtree(work)
         manifest = _write_manifest(tmp, cfg, loaded, results, fp32.bytes)
@@ -257,14 +264,14 @@ def _export_fp32(loaded, out: Path, work: Path, opset: int, keep: bool) -> Varia
 
 
 def _fuse(fp32_path: Path, work: Path, config) -> tuple[Path, float]:
-    """onnxruntime's transformer fusions on the fp32 graph; the fused fp32 graph feeds fp16 and int8."""
+    """onnxruntime's transformer fusions on the fp32 graph; the fused fp32 graph feeds fp16."""
     from onnxruntime.transformers.optimizer import optimize_model
 
     started = time.perf_counter()
     fused_path = work / ("fused_" + fp32_path.name)
     model_type = getattr(config, "model_type", "")
     if model_type not in BERT_LIKE:
-        log.warning("model_type %r has no onnxruntime BERT fusions; fp16/int8 are derived from the unfused graph", model_type)
+        log.warning("model_type %r has no onnxruntime BERT fusions; fp16 is derived from the unfused graph", model_type)
         shutil.copy2(fp32_path, fused_path)
         return fused_path, time.perf_counter() - started
     try:
@@ -338,7 +345,7 @@ def _to_fp16(fused_path: Path, out: Path, fuse_seconds: float) -> VariantResult:
     return result
 
 
-def _quantize_int8(fused_path: Path, out: Path, fuse_seconds: float) -> VariantResult:
+def _quantize_int8(fp32_path: Path, out: Path) -> VariantResult:
     """Dynamic int8: per-channel int8 weights, uint8 activations quantized at run time."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -346,20 +353,20 @@ def _quantize_int8(fused_path: Path, out: Path, fuse_seconds: float) -> VariantR
     started = time.perf_counter()
     log.info("quantizing to int8 (dynamic)")
     path = out / artifacts.variant_file(Variant.INT8)
-    head = _logits_head_nodes(onnx.load(str(fused_path), load_external_data=False))
+    head = _logits_head_nodes(onnx.load(str(fp32_path), load_external_data=False))
     excluded = head + [n + "_MatMul" for n in head]  # the quantizer rewrites Gemm to <name>_MatMul + <name>_Add
     try:
         quantize_dynamic(
-            fused_path, path, op_types_to_quantize=list(INT8_DYNAMIC_OPS), per_channel=INT8_PER_CHANNEL,
+            fp32_path, path, op_types_to_quantize=list(INT8_DYNAMIC_OPS), per_channel=INT8_PER_CHANNEL,
             reduce_range=INT8_REDUCE_RANGE, weight_type=QuantType.QInt8,
             nodes_to_exclude=excluded,
-            # fused com.microsoft ops defeat ONNX shape inference; every float tensor here is float32
+            # optimum's graph leaves some shapes to ONNX inference it cannot finish; every float here is float32
             extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
         )
     except Exception as e:  # the quantizer raises RuntimeError/ValueError/AssertionError
         raise ExportError(f"{path.name}: dynamic int8 quantization failed ({_first_line(e)}); "
                           "export --variants fp32,fp16 meanwhile") from e
-    return _describe("int8", path, fuse_seconds + time.perf_counter() - started,
+    return _describe("int8", path, time.perf_counter() - started,
                      {"mode": "dynamic", "weight_type": "QInt8", "per_channel": INT8_PER_CHANNEL,
                       "reduce_range": INT8_REDUCE_RANGE, "op_types": list(INT8_DYNAMIC_OPS),
                       "excluded_nodes": excluded})
