@@ -234,6 +234,39 @@ def load_any(checkpoint: Path, base_model: Optional[str] = None, labels: Optiona
     return import_seed_checkpoint(checkpoint, base_model, read_label_names(labels))
 
 
+def load_export_source(export_dir: Path, manifest: dict, needed_for: str, check_sha256: bool = True) -> LoadedClassifier:
+    """The PyTorch checkpoint an export was made from (manifest `source`): validate's reference, bench's baseline.
+
+    Args:
+        needed_for: the end of the error when it is gone, saying why it is needed and what to do.
+        check_sha256: refuse a checkpoint whose weights changed since the export.
+
+    Raises:
+        ModelError: the recorded checkpoint no longer exists.
+        ArtifactError: its weights differ from the sha256 recorded at export.
+    """
+    from toolkit.errors import ArtifactError
+
+    source = manifest.get("source") or {}
+    candidates = [Path(p) for p in (source.get("path"), source.get("checkpoint")) if p]
+    path = next((p for p in candidates if p.exists()), None)
+    if path is None:
+        shown = candidates[0] if candidates else "(none recorded)"
+        raise ModelError(f"{shown}: the source checkpoint recorded in {Path(export_dir) / artifacts.MANIFEST} is gone; "
+                         f"{needed_for}")
+    if str(source.get("kind", "")).startswith("seed-"):
+        loaded = load_any(path, source.get("base_model"), ",".join(manifest.get("labels") or []))
+    else:
+        loaded = load_any(path)
+    recorded, actual = source.get("sha256"), loaded.source.get("sha256")
+    if check_sha256 and recorded and actual and recorded != actual:
+        raise ArtifactError(
+            f"{path}: weights sha256 {actual[:12]}… differ from the {recorded[:12]}… recorded at export; the "
+            f"checkpoint changed since, re-export it (`toolkit export --checkpoint {path} --out {export_dir} --force`)"
+        )
+    return loaded
+
+
 def predict_proba(loaded: LoadedClassifier, texts: Sequence[str], batch_size: int = 64,
                   device: str = "cpu", max_length: Optional[int] = None) -> np.ndarray:
     """Sigmoid probabilities (n, L) from PyTorch; batches sorted by length, output in input order."""

@@ -27,7 +27,7 @@ import numpy as np
 
 from toolkit import artifacts
 from toolkit.config import Gates, ValidateConfig
-from toolkit.errors import ArtifactError, DataError, ModelError, ToolkitError, ValidationFailed
+from toolkit.errors import ArtifactError, DataError, ToolkitError, ValidationFailed
 from toolkit.metrics import MetricReport, compute_metrics, tune_thresholds
 
 log = logging.getLogger(__name__)
@@ -190,7 +190,12 @@ def validate_export(cfg: ValidateConfig) -> ValidationResult:
         raise ArtifactError(f"{export_dir / artifacts.MANIFEST}: no labels; re-run `toolkit export --force`")
     variants, skipped = _select_variants(cfg, manifest)
     _check_provider(cfg.provider)
-    reference_model = _load_reference(manifest, export_dir)
+    from toolkit.modeling import load_export_source
+
+    reference_model = load_export_source(
+        export_dir, manifest,
+        "validate needs it as the PyTorch reference: restore it there, or re-export from an existing checkpoint "
+        f"(`toolkit export --checkpoint DIR --out {export_dir} --force`)")
     dataset, where = _load_data(cfg, manifest, labels)
     y_true = dataset.labels
     log.info("validating %s on %s: %d texts, %d labels, variants %s",
@@ -437,34 +442,6 @@ def _check_provider(provider: str) -> None:
     from toolkit.runtime import resolve_providers
 
     resolve_providers(provider)
-
-
-def _load_reference(manifest: dict, export_dir: Path):
-    """The PyTorch checkpoint the export came from, checked against the recorded sha256."""
-    from toolkit.modeling import load_any
-
-    source = manifest.get("source") or {}
-    candidates = [Path(p) for p in (source.get("path"), source.get("checkpoint")) if p]
-    path = next((p for p in candidates if p.exists()), None)
-    if path is None:
-        shown = candidates[0] if candidates else "(none recorded)"
-        raise ModelError(
-            f"{shown}: the source checkpoint recorded in {export_dir / artifacts.MANIFEST} is gone; validate needs it "
-            f"as the PyTorch reference: restore it there, or re-export from an existing checkpoint "
-            f"(`toolkit export --checkpoint DIR --out {export_dir} --force`)"
-        )
-    if str(source.get("kind", "")).startswith("seed-"):
-        labels = ",".join(manifest.get("labels") or [])
-        loaded = load_any(path, source.get("base_model"), labels)
-    else:
-        loaded = load_any(path)
-    recorded, actual = source.get("sha256"), loaded.source.get("sha256")
-    if recorded and actual and recorded != actual:
-        raise ArtifactError(
-            f"{path}: weights sha256 {actual[:12]}… differ from the {recorded[:12]}… recorded at export; the "
-            f"checkpoint changed since, re-export it (`toolkit export --checkpoint {path} --out {export_dir} --force`)"
-        )
-    return loaded
 
 
 def _load_data(cfg: ValidateConfig, manifest: dict, labels: list[str]):
