@@ -442,3 +442,37 @@ def test_cli_exit_codes(tiny_export, tmp_path):
     assert usage.exit_code == 2 and "--batch-size" in usage.output
     helped = runner.invoke(cli, ["validate", "--help"])
     assert helped.exit_code == 0 and "exit 1 if any gate fails" in helped.output
+
+
+def test_static_int8_is_validated_and_benched_by_name(tiny_checkpoint, tmp_path):
+    from toolkit.export import INT8_STATIC
+
+    out = tmp_path / "static"
+    runner = CliRunner()
+    exported = runner.invoke(cli, ["export", "--checkpoint", str(tiny_checkpoint), "--out", str(out),
+                                   "--variants", "int8", "--int8", "static", "--calibration-samples", "16"])
+    assert exported.exit_code == 0, exported.output
+
+    only = runner.invoke(cli, ["validate", "--export", str(out), "--provider", "cpu", "--variants", INT8_STATIC,
+                               "--report", str(tmp_path / "only.json")])
+    assert only.exit_code in (0, 1), only.output  # the tiny model may or may not keep its F1: both are verdicts
+    report = json.loads((tmp_path / "only.json").read_text())
+    assert list(report["variants"]) == [INT8_STATIC]
+    checks = {c["check"] for c in report["variants"][INT8_STATIC]["checks"]}
+    assert {"labels", "thresholds", "nan_inf", "macro_f1_drop"} <= checks  # gated like int8
+
+    every = runner.invoke(cli, ["validate", "--export", str(out), "--provider", "cpu",
+                                "--report", str(tmp_path / "all.json")])
+    assert every.exit_code in (0, 1), every.output
+    assert list(json.loads((tmp_path / "all.json").read_text())["variants"]) == ["int8", INT8_STATIC]
+
+    benched = runner.invoke(cli, ["bench", "--export", str(out), "--variants", INT8_STATIC, "--no-baseline",
+                                  "--iterations", "2", "--warmup", "1", "--batch", "2", "--seq-len", "8",
+                                  "--provider", "cpu", "--json", str(tmp_path / "b.json"),
+                                  "--csv", str(tmp_path / "b.csv")])
+    assert benched.exit_code == 0, benched.output
+    records = json.loads((tmp_path / "b.json").read_text())["records"]
+    assert [r["variant"] for r in records] == [INT8_STATIC]
+
+    unknown = runner.invoke(cli, ["validate", "--export", str(out), "--variants", "int4"])
+    assert unknown.exit_code == 2 and "choose from fp32, fp16, int8, int8_static" in unknown.output

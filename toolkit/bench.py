@@ -913,7 +913,8 @@ def _resolve_source(cfg: BenchConfig) -> tuple[Path, dict]:
 
 def _select_variants(cfg: BenchConfig, manifest: dict, export_dir: Path) -> tuple[list[str], list[str]]:
     """The requested variants the export has, in canonical order; missing ones become notes."""
-    wanted = [v.value if isinstance(v, Variant) else str(v) for v in cfg.variants]
+    wanted = ([v.value if isinstance(v, Variant) else str(v) for v in cfg.variants] if cfg.variants
+              else list(manifest.get("variants") or {}))
     present = [v for v in wanted if v in (manifest.get("variants") or {})]
     notes = [f"variant {v} is not in {export_dir}: skipped (re-export with `toolkit export --variants {v}`)"
              for v in wanted if v not in present]

@@ -49,6 +49,15 @@ def _variants(ctx, param, value):
         raise click.BadParameter(str(e))
 
 
+def _artifact_variants(ctx, param, value):
+    from toolkit.config import parse_artifact_variants
+
+    try:
+        return parse_artifact_variants(value)
+    except ToolkitError as e:
+        raise click.BadParameter(str(e))
+
+
 def _per_variant_limits(ctx, param, value):
     """'0.01' (every reduced-precision variant) or 'fp16=0.002,int8=0.01' -> {variant: limit}."""
     if value is None:
@@ -195,7 +204,8 @@ def export(checkpoint, out, variants, opset, int8_mode, calibration_data, calibr
 @click.option("--data", type=click.Path(path_type=Path), default=None, help="Dataset. Default: the validation split recorded at training.")
 @click.option("--format", "fmt", type=click.Choice(["goemotions", "csv", "tsv", "jsonl"]), default=None)
 @click.option("--split", default="dev", show_default=True)
-@click.option("--variants", default="fp32,fp16,int8", show_default=True, callback=_variants)
+@click.option("--variants", default=None, callback=_artifact_variants,
+              help="Comma-separated: fp32, fp16, int8, int8_static. Default: every variant in the export.")
 @click.option("--provider", type=click.Choice(["auto", "cpu", "cuda", "tensorrt"]), default="auto", show_default=True)
 @click.option("--batch-size", type=int, default=64, show_default=True)
 @click.option("--max-samples", type=int, default=None, help="Score only the first N texts.")
@@ -241,7 +251,8 @@ def validate(export_dir, data, fmt, split, variants, provider, batch_size, max_s
               help="Benchmark a preset shape instead (bert-base: random weights, 12 layers, hidden 768).")
 @click.option("--batch", default="32", show_default=True, callback=_int_list, help="Batch size(s), e.g. 1,8,32.")
 @click.option("--seq-len", default="128", show_default=True, callback=_int_list, help="Sequence length(s).")
-@click.option("--variants", default="fp32,fp16,int8", show_default=True, callback=_variants)
+@click.option("--variants", default=None, callback=_artifact_variants,
+              help="Comma-separated: fp32, fp16, int8, int8_static. Default: every variant in the export.")
 @click.option("--provider", type=click.Choice(["auto", "cpu", "cuda", "tensorrt"]), default="auto", show_default=True)
 @click.option("--threads", type=int, default=None, help="Intra-op threads. Default: physical cores.")
 @click.option("--warmup", type=int, default=5, show_default=True)

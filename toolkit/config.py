@@ -34,6 +34,23 @@ class Variant(str, enum.Enum):
         return tuple(v for v in cls if v.value in names)
 
 
+# What an export directory can hold: the three precisions, plus the calibrated QDQ model that
+# `toolkit export --int8 static` adds. validate, bench and the runtime take any of them by name.
+ARTIFACT_VARIANTS = ("fp32", "fp16", "int8", "int8_static")
+
+
+def parse_artifact_variants(text: str | None) -> Optional[tuple[str, ...]]:
+    """'int8_static,fp32' -> ('fp32', 'int8_static'); None, '' or 'all' -> None (every variant the export has)."""
+    if text is None or text.strip().lower() in ("", "all"):
+        return None
+    names = [t.strip().lower() for t in text.split(",") if t.strip()]
+    unknown = [n for n in names if n not in ARTIFACT_VARIANTS]
+    if unknown:
+        raise ToolkitError(f"unknown variant {', '.join(repr(u) for u in unknown)}: choose from "
+                           f"{', '.join(ARTIFACT_VARIANTS)}")
+    return tuple(v for v in ARTIFACT_VARIANTS if v in names)
+
+
 def _check(condition: bool, message: str) -> None:
     if not condition:
         raise ToolkitError(message)
@@ -133,7 +150,7 @@ class ValidateConfig:
     text_column: str = "text"
     labels_column: Optional[str] = None
     split: str = "dev"
-    variants: tuple[Variant, ...] = tuple(Variant)
+    variants: Optional[tuple[str, ...]] = None  # None: every variant in the export
     provider: str = "auto"
     batch_size: int = 64
     report: Optional[Path] = None
@@ -155,7 +172,7 @@ class BenchConfig:
     preset: Optional[str] = None  # 'bert-base' | 'minilm' | 'tiny'
     batches: tuple[int, ...] = (32,)
     seq_lens: tuple[int, ...] = (128,)
-    variants: tuple[Variant, ...] = tuple(Variant)
+    variants: Optional[tuple[str, ...]] = None  # None: every variant in the export
     provider: str = "auto"
     threads: Optional[int] = None  # None: physical cores
     warmup: int = 5

@@ -425,7 +425,7 @@ def manifest_checks(variant: str, labels: Sequence[str], thresholds, ref_labels:
 
 def _select_variants(cfg: ValidateConfig, manifest: dict) -> tuple[list[str], list[str]]:
     available = manifest.get("variants") or {}
-    requested = [getattr(v, "value", str(v)) for v in cfg.variants]
+    requested = [getattr(v, "value", str(v)) for v in cfg.variants] if cfg.variants else list(available)
     chosen = [v for v in requested if v in available]
     skipped = [v for v in requested if v not in available]
     if not chosen:
