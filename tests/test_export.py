@@ -259,34 +259,12 @@ def test_requested_variants_adds_static_int8_only_with_int8():
 def _seed_module(layout: str, base: Path, n_labels: int):
     """The seeds' modules: BERTClass (pooler_output -> Linear) and EmotionClassifier (CLS -> Linear)."""
     import torch
-    from transformers import BertConfig, BertModel
+    from seed_models import BERTClass, EmotionClassifier
+    from transformers import BertConfig
 
     config = BertConfig.from_pretrained(base)
     torch.manual_seed(3)
-
-    class BERTClass(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.l1 = BertModel(config)
-            self.l2 = torch.nn.Dropout(0.3)
-            self.l3 = torch.nn.Linear(config.hidden_size, n_labels)
-
-        def forward(self, ids, mask, token_type_ids):
-            pooled = self.l1(ids, attention_mask=mask, token_type_ids=token_type_ids).pooler_output
-            return self.l3(self.l2(pooled))
-
-    class EmotionClassifier(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.transformer = BertModel(config)
-            self.dropout = torch.nn.Dropout(0.3)
-            self.classifier = torch.nn.Linear(config.hidden_size, n_labels)
-
-        def forward(self, ids, mask, token_type_ids):
-            hidden = self.transformer(ids, attention_mask=mask, token_type_ids=token_type_ids).last_hidden_state
-            return self.classifier(self.dropout(hidden[:, 0]))
-
-    module = BERTClass() if layout == "bertclass" else EmotionClassifier()
+    module = (BERTClass if layout == "bertclass" else EmotionClassifier)(config, n_labels)
     with torch.no_grad():  # random init is near-uniform; widen the head so probabilities really differ
         head = module.l3 if layout == "bertclass" else module.classifier
         head.weight.mul_(20.0)
@@ -316,7 +294,8 @@ def test_seed_checkpoint_export_matches_the_original_module(tiny_checkpoint, tmp
     for batch in (TEXTS[:1], TEXTS):
         enc = tokenizer(batch, padding=True, return_tensors="np")
         with torch.inference_mode():
-            expected = module(*(torch.from_numpy(enc[k]) for k in ("input_ids", "attention_mask", "token_type_ids")))
+            inputs = ("input_ids", "attention_mask", "token_type_ids")[:3 if layout == "bertclass" else 2]
+            expected = module(*(torch.from_numpy(enc[k]) for k in inputs))
         logits = session.run(None, {i.name: enc[i.name] for i in session.get_inputs()})[0]
         assert np.abs(logits - expected.numpy()).max() <= 1e-4
         assert np.ptp(expected.numpy()) > 0.1  # the comparison is not between two constants

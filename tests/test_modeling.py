@@ -1,7 +1,7 @@
 """The classifier: presets, checkpoint loading rules and the seeds' state_dict import.
 
-The seed modules are re-declared here exactly as the seed notebooks define them, so the
-import is checked against the original architecture, not against our own reading of it.
+The seed modules (tests/seed_models.py) are declared exactly as the seed notebooks define them,
+so the import is checked against the original architecture, not against our own reading of it.
 """
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from torch import nn
-from transformers import BertConfig, BertModel
+from seed_models import BERTClass, EmotionClassifier
+from transformers import BertConfig
 
 from toolkit import artifacts
 from toolkit.errors import ModelError
@@ -21,34 +21,6 @@ from toolkit.modeling import (build_classifier, import_seed_checkpoint, load_any
 
 LABELS = ["anger", "fear", "joy", "sadness", "surprise"]
 TEXTS = ["I am so happy today", "this is terrifying and sad", "what a surprise!", "grr", "ok"]
-
-
-class BERTClass(nn.Module):
-    """Seed (a): BertModel -> Dropout(0.3) -> Linear on the pooled output."""
-
-    def __init__(self, config, n_labels):
-        super().__init__()
-        self.l1 = BertModel(config)
-        self.l2 = nn.Dropout(0.3)
-        self.l3 = nn.Linear(config.hidden_size, n_labels)
-
-    def forward(self, ids, mask, token_type_ids):
-        _, output_1 = self.l1(ids, attention_mask=mask, token_type_ids=token_type_ids, return_dict=False)
-        return self.l3(self.l2(output_1))
-
-
-class EmotionClassifier(nn.Module):
-    """Seed (b): the CLS vector of last_hidden_state -> Dropout -> Linear; the pooler is never used."""
-
-    def __init__(self, config, n_labels):
-        super().__init__()
-        self.transformer = BertModel(config)
-        self.dropout = nn.Dropout(0.3)
-        self.classifier = nn.Linear(config.hidden_size, n_labels)
-
-    def forward(self, input_ids, attention_mask):
-        output = self.transformer(input_ids=input_ids, attention_mask=attention_mask)
-        return self.classifier(self.dropout(output.last_hidden_state[:, 0]))
 
 
 @pytest.fixture(scope="module")

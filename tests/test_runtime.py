@@ -11,6 +11,7 @@ import threading
 import numpy as np
 import onnxruntime as ort
 import pytest
+from concurrency import run_concurrently
 
 from toolkit import artifacts
 from toolkit.errors import ArtifactError, ProviderError, ToolkitError
@@ -304,23 +305,14 @@ def test_many_threads_get_the_single_thread_results(clf):
     calls = [[TEXTS[i] for i in rng.choice(len(TEXTS), size=rng.integers(1, 9))] for _ in range(160)]
     expected = [clf.predict_proba(c) for c in calls]
     results = [None] * len(calls)
-    errors = []
     barrier = threading.Barrier(8)
 
     def worker(k):
-        try:
-            barrier.wait()
-            for i in range(k, len(calls), 8):
-                results[i] = clf.predict_proba(calls[i])
-        except Exception as e:  # collected and re-raised in the main thread
-            errors.append(e)
+        barrier.wait()
+        for i in range(k, len(calls), 8):
+            results[i] = clf.predict_proba(calls[i])
 
-    threads = [threading.Thread(target=worker, args=(k,)) for k in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
-    assert not errors, errors
+    run_concurrently(worker, n_threads=8)
     for i, (got, want) in enumerate(zip(results, expected)):
         np.testing.assert_array_equal(got, want, err_msg=f"call {i}")
 

@@ -14,6 +14,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from concurrency import run_concurrently
 
 from toolkit.runtime import EmotionClassifier
 
@@ -163,23 +164,15 @@ def test_length_required_and_keep_alive(url):
 
 
 def test_concurrent_requests(url, clf):
-    errors, results = [], []
+    results = []
 
     def worker(k):
-        try:
-            for i in range(6):
-                texts = [TEXTS[(k + i + j) % len(TEXTS)] for j in range(1 + (k + i) % 3)]
-                status, _, body = _request(url, "/predict", {"texts": texts})
-                results.append((status, texts, body))
-        except Exception as e:  # re-raised below in the main thread
-            errors.append(e)
+        for i in range(6):
+            texts = [TEXTS[(k + i + j) % len(TEXTS)] for j in range(1 + (k + i) % 3)]
+            status, _, body = _request(url, "/predict", {"texts": texts})
+            results.append((status, texts, body))
 
-    threads = [threading.Thread(target=worker, args=(k,)) for k in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
-    assert not errors, errors
+    run_concurrently(worker, n_threads=8)
     assert len(results) == 48
     for status, texts, body in results:
         assert status == 200
