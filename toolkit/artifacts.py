@@ -28,7 +28,6 @@ HF_CONFIG = "config.json"
 TOKENIZER_JSON = "tokenizer.json"
 VARIANT_FILES = {"fp32": "model.onnx", "fp16": "model_fp16.onnx", "int8": "model_int8.onnx"}
 STATIC_INT8_FILE = "model_int8_static.onnx"
-VALIDATION_REPORT = "validation_report.json"
 TEMP_PREFIX = ".toolkit-tmp-"
 
 
