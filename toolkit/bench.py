@@ -62,10 +62,6 @@ OPTIMUM_PREFIX = "optimum-"
 
 FIXED = "fixed"
 REAL_TEXT = "real-text"
-# padding of a record: "fixed" (fixed mode), "bucket" (sorted by length, each batch padded to its
-# longest text), "max_length" (every text padded to seq_len), "longest" (dataset order, each batch
-# padded to its longest text: what optimum/transformers users do by default).
-PADDINGS = ("fixed", "bucket", "max_length", "longest")
 
 PRESETS = {
     # bert-base-uncased's shape (Devlin et al.) with RANDOM weights: for speed only.
@@ -104,7 +100,10 @@ class BenchRecord:
     seq_len: int  # fixed: the shape; real-text: the truncation length (and padding length for max_length)
     threads: int  # intra-op threads (PyTorch: torch.get_num_threads())
     mode: str  # fixed | real-text
-    padding: str  # fixed | bucket | max_length | longest (see PADDINGS)
+    # fixed (fixed mode) | bucket (sorted by length, each batch padded to its longest text) |
+    # max_length (every text padded to seq_len) | longest (dataset order, each batch padded to its
+    # longest text: what optimum/transformers users do by default)
+    padding: str
     iterations: int  # timed runs (fixed) or timed batches over all passes (real-text)
     sequences_per_s: float  # real-text: texts/s end to end, tokenization included
     tokens_per_s: float  # tokens fed to the model per second, padding included
@@ -540,7 +539,7 @@ class _OrtRunner:
         self.provider = runtime.SHORT_NAMES.get(attached, attached)
         self.device = _device(self.provider)
         self.threads = int(self.session.get_session_options().intra_op_num_threads or threads)
-        self.input_types = {i.name: _ONNX_INT_TYPES.get(i.type, np.int64) for i in self.session.get_inputs()}
+        self.input_types = {i.name: runtime._numpy_dtype(i.type) for i in self.session.get_inputs()}
         self.outputs = [o.name for o in self.session.get_outputs()]
 
     def feeds(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -610,15 +609,17 @@ class _TorchRunner:
         return step
 
 
-def _torch_runners(export_dir: Path, manifest: dict, device: str, threads: int) -> list[_TorchRunner]:
-    """PyTorch fp32 eager on the device; on CUDA also fp16 eager, the usual GPU deployment baseline."""
+def _torch_runners(export_dir: Path, manifest: dict, device: str, threads: int,
+                   fp16: bool = True) -> list[_TorchRunner]:
+    """PyTorch fp32 eager on the device; on CUDA also fp16 eager (unless `fp16` is off), the usual
+    GPU deployment baseline."""
     import torch
 
     if device == "cuda" and not torch.cuda.is_available():
         raise ProviderError(f"the PyTorch baseline on CUDA needs a CUDA build of torch (this is {torch.__version__}, "
                             "no CUDA device visible); install one or pass --no-baseline")
     runners = [_TorchRunner(PYTORCH_FP32, _load_baseline(export_dir, manifest), device, torch.float32, threads)]
-    if device == "cuda":  # a second copy of the weights, converted to half
+    if device == "cuda" and fp16:  # a second copy of the weights, converted to half
         fp16 = _load_baseline(export_dir, manifest)
         runners.append(_TorchRunner(PYTORCH_FP16, fp16, device, torch.float16, threads))
     return runners
@@ -644,17 +645,18 @@ class _Plan:
 def _bench_real_text(cfg: BenchConfig, export_dir: Path, manifest: dict, variants: list[str], providers: list[str],
                      threads: int, notes: list[str]) -> _Measured:
     """End-to-end texts/s on a dataset: bucketed, padded to seq_len, and the comparison loops."""
-    from toolkit.runtime import EmotionClassifier
+    from toolkit.runtime import EmotionClassifier, _verify_files
 
     texts = _read_texts(cfg.data)
     max_length = int(manifest["max_length"])
+    _verify_files(export_dir, manifest)  # once here, not in every load below
 
     def open_runners(provider: str) -> list:
-        runners = [r for r in _torch_runners(export_dir, manifest, _device(provider), threads)
-                   if r.variant == PYTORCH_FP32] if cfg.baseline else []
+        runners = (_torch_runners(export_dir, manifest, _device(provider), threads, fp16=False)
+                   if cfg.baseline else [])
         for variant in variants:
             clf = EmotionClassifier.load(export_dir, variant=variant, provider=provider, threads=threads,
-                                         max_batch_size=max(cfg.batches))
+                                         max_batch_size=max(cfg.batches), verify=False)
             runners.append(_OrtRunner(variant, export_dir, provider, threads, session=clf.session, classifier=clf))
         return runners
 
@@ -1231,5 +1233,3 @@ def _nvidia_smi() -> dict:
         return {}
     return {"name": " + ".join(g[0] for g in gpus), "driver": gpus[0][1], "memory": gpus[0][2]}
 
-
-_ONNX_INT_TYPES = {"tensor(int64)": np.int64, "tensor(int32)": np.int32}
