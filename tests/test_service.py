@@ -177,7 +177,7 @@ def test_concurrent_requests(url, clf):
     for status, texts, body in results:
         assert status == 200
         # the same texts in the same request give the same batches, hence identical scores
-        # (int8 quantizes activations per batch, so another grouping may differ by ~1e-5)
+        # (int8 quantizes activations per batch, so another grouping may differ, up to ~0.1 here)
         assert [p["scores"] for p in body["predictions"]] == [p.scores for p in clf.predict(texts)]
 
 

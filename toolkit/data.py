@@ -93,11 +93,15 @@ def load_splits(cfg: DataConfig) -> DatasetSplits:
 
 def load_validation_split(spec: dict, label_names: list[str]) -> LabeledTexts:
     """Re-create the validation split that training recorded in `spec`, columns in `label_names` order."""
-    cfg = DataConfig(path=None if spec.get("path") in (None, DEMO) else Path(spec["path"]),
-                     format=spec.get("format"), text_column=spec.get("text_column", "text"),
-                     labels_column=spec.get("labels_column"), val_fraction=spec.get("val_fraction", 0.1),
-                     seed=spec.get("seed", 42))
-    return align_labels(load_splits(cfg).validation, label_names)
+    return align_labels(load_splits(config_from_spec(spec)).validation, label_names)
+
+
+def config_from_spec(spec: dict) -> DataConfig:
+    """The DataConfig that a checkpoint's recorded data spec (`DatasetSplits.spec`) came from."""
+    return DataConfig(path=None if spec.get("path") in (None, DEMO) else Path(spec["path"]),
+                      format=spec.get("format"), text_column=spec.get("text_column", "text"),
+                      labels_column=spec.get("labels_column"), val_fraction=spec.get("val_fraction", 0.1),
+                      seed=spec.get("seed", 42))
 
 
 def read_dataset(path: Path, format: str | None = None, text_column: str = "text",

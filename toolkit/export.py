@@ -213,7 +213,7 @@ def calibration_texts(cfg: ExportConfig, loaded) -> list[str]:
         ExportError: no calibration source (a seed state_dict records none) or no texts in it.
     """
     from toolkit.config import DataConfig
-    from toolkit.data import load_splits
+    from toolkit.data import config_from_spec, load_splits
 
     source = cfg.calibration_data
     spec = (loaded.meta or {}).get("data")
@@ -227,7 +227,7 @@ def calibration_texts(cfg: ExportConfig, loaded) -> list[str]:
         else:
             texts = load_splits(DataConfig(path=source)).train.texts
     elif spec:
-        texts = load_splits(_data_config(spec)).train.texts
+        texts = load_splits(config_from_spec(spec)).train.texts
     else:
         raise ExportError(f"{cfg.checkpoint}: --int8 static needs calibration texts and the checkpoint records no "
                           "training data; pass --calibration-data PATH (a dataset or a .txt file, one text per line)")
@@ -407,7 +407,7 @@ def _check_parity(loaded, out: Path, results: list[VariantResult], max_length: i
     reference = [_torch_probs(loaded, batch, max_length) for batch in SANITY_BATCHES]
     failures = []
     for result in results:
-        result.parity = _parity(loaded, out / result.file, reference, max_length)
+        result.parity = _parity(out / result.file, reference)
         limit = FP32_TOLERANCE if result.variant == "fp32" else WARN_TOLERANCE[result.variant]
         line = f"{result.variant}: max |Δprob| {result.parity.max_abs_diff:.2e} (limit {limit:.0e})"
         if not result.parity.finite:
@@ -556,7 +556,7 @@ def _torch_probs(loaded, texts: Sequence[str], max_length: int) -> tuple[dict, n
     return dict(enc), torch.sigmoid(logits.float()).numpy()
 
 
-def _parity(loaded, path: Path, reference: list[tuple[dict, np.ndarray]], max_length: int) -> Parity:
+def _parity(path: Path, reference: list[tuple[dict, np.ndarray]]) -> Parity:
     session = _cpu_session(path)
     names = [i.name for i in session.get_inputs()]
     cases, worst, finite = [], 0.0, True
@@ -616,17 +616,6 @@ def _variant_entry(r: VariantResult, fp32_bytes: int) -> dict:
             "opset": r.opset, "precision": r.precision, "fused_ops": r.fused_ops, "quantized_ops": r.quantized_ops,
             "quantized_matmuls": r.quantized_matmuls, "initializers": r.initializers, "settings": r.settings,
             "export_seconds": r.seconds, "parity": r.parity.to_dict() if r.parity else None}
-
-
-def _data_config(spec: dict):
-    """The DataConfig that a checkpoint's recorded data spec came from (as data.load_validation_split rebuilds it)."""
-    from toolkit.config import DataConfig
-    from toolkit.data import DEMO
-
-    return DataConfig(path=None if spec.get("path") in (None, DEMO) else Path(spec["path"]),
-                      format=spec.get("format"), text_column=spec.get("text_column", "text"),
-                      labels_column=spec.get("labels_column"), val_fraction=spec.get("val_fraction", 0.1),
-                      seed=spec.get("seed", 42))
 
 
 @contextlib.contextmanager

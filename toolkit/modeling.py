@@ -255,7 +255,7 @@ def load_export_source(export_dir: Path, manifest: dict, needed_for: str, check_
         raise ModelError(f"{shown}: the source checkpoint recorded in {Path(export_dir) / artifacts.MANIFEST} is gone; "
                          f"{needed_for}")
     if str(source.get("kind", "")).startswith("seed-"):
-        loaded = load_any(path, source.get("base_model"), ",".join(manifest.get("labels") or []))
+        loaded = import_seed_checkpoint(path, source.get("base_model"), list(manifest.get("labels") or []))
     else:
         loaded = load_any(path)
     recorded, actual = source.get("sha256"), loaded.source.get("sha256")

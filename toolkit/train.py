@@ -83,8 +83,7 @@ def train(cfg: TrainConfig, on_epoch: Optional[Callable[[EpochResult], None]] = 
     log.info("training %s on %d texts (%d labels), validating on %d, device %s",
              model_name, len(splits.train), len(splits.label_names), len(splits.validation), device)
 
-    loaded = LoadedClassifier(model, tokenizer, splits.label_names, np.full(len(splits.label_names), 0.5), cfg.max_length,
-                              meta={"random_init": model_name == "tiny"})
+    loaded = LoadedClassifier(model, tokenizer, splits.label_names, np.full(len(splits.label_names), 0.5), cfg.max_length)
     history, best_state, best_score, best_epoch, stale = _fit(cfg, loaded, splits, device, on_epoch)
     model.load_state_dict(best_state)
 
