@@ -430,6 +430,9 @@ def _write_manifest(out: Path, cfg: ExportConfig, loaded, results: list[VariantR
     if config.get("problem_type") != PROBLEM_TYPE or len(config.get("id2label", {})) != len(loaded.label_names):
         raise ExportError(f"{out / artifacts.HF_CONFIG}: needs problem_type {PROBLEM_TYPE!r} and one id2label entry "
                           "per label; re-export from a multi-label checkpoint")
+    files = artifacts.file_checksums(out)
+    for r in results:
+        r.sha256 = files[r.file]["sha256"]
     manifest = {
         "format_version": artifacts.FORMAT_VERSION,
         "created": artifacts.utc_now(),
@@ -442,7 +445,7 @@ def _write_manifest(out: Path, cfg: ExportConfig, loaded, results: list[VariantR
         "inputs": _graph_inputs(out / results[0].file),
         "data": loaded.meta.get("data"),
         "variants": {r.variant: _variant_entry(r, fp32_bytes) for r in results},
-        "files": artifacts.file_checksums(out),
+        "files": files,
     }
     artifacts.write_manifest(out, manifest)
     return manifest
@@ -500,7 +503,7 @@ def _describe(variant: str, path: Path, seconds: float, settings: dict) -> Varia
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
     return VariantResult(
         variant=variant, file=path.name, bytes=path.stat().st_size, seconds=seconds, precision=PRECISION[variant],
-        opset=opset, sha256=artifacts.sha256_file(path),
+        opset=opset,  # sha256: set with the manifest, which hashes every file once
         fused_ops={k: ops[k] for k in FUSED_OPS if k in ops},
         quantized_ops={k: ops[k] for k in QUANTIZED_OPS if k in ops},
         quantized_matmuls=_count_quantized_matmuls(model), initializers=initializers, settings=settings,
