@@ -114,9 +114,11 @@ def cli(verbose):
 @click.option("--patience", type=int, default=2, show_default=True, help="Early stopping: epochs without macro-F1 gain.")
 @click.option("--max-train-samples", type=int, default=None, help="Use only the first N training texts (quick runs).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
+@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default="auto", show_default=True,
+              help="Autocast for training. auto: bf16 where the CPU/GPU has bf16 kernels, fp16 on older GPUs, else fp32.")
 @click.option("--force", is_flag=True, help="Replace an existing --out directory.")
 def train(data, fmt, text_column, labels_column, model, out, epochs, batch_size, lr, max_length, seed,
-          val_fraction, pos_weight, patience, max_train_samples, device, force):
+          val_fraction, pos_weight, patience, max_train_samples, device, precision, force):
     """Fine-tune a multi-label classifier and save a checkpoint with labels and tuned thresholds."""
     from toolkit.config import DataConfig, TrainConfig
     from toolkit.train import train as run_train
@@ -125,7 +127,8 @@ def train(data, fmt, text_column, labels_column, model, out, epochs, batch_size,
         data=DataConfig(path=data, format=fmt, text_column=text_column, labels_column=labels_column,
                         val_fraction=val_fraction, seed=seed),
         model=model, out=out, epochs=epochs, batch_size=batch_size, lr=lr, max_length=max_length, seed=seed,
-        pos_weight=pos_weight, patience=patience, max_train_samples=max_train_samples, device=device, force=force,
+        pos_weight=pos_weight, patience=patience, max_train_samples=max_train_samples, device=device,
+        precision=precision, force=force,
     )
 
     def on_epoch(e):

@@ -91,9 +91,14 @@ class TrainConfig:
     seed: int = 42
     max_train_samples: Optional[int] = None
     device: str = "auto"
+    # auto: bf16 autocast where the hardware has bf16 kernels (CUDA, or a CPU with AVX512-BF16/AMX:
+    # measured 1.9x faster MiniLM steps on this EPYC), float16 on older GPUs, else fp32.
+    precision: str = "auto"
     force: bool = False
 
     def __post_init__(self):
+        _check(self.precision in ("auto", "fp32", "bf16", "fp16"),
+               f"--precision must be auto, fp32, bf16 or fp16, got {self.precision!r}")
         _check(self.epochs >= 1, f"--epochs must be >= 1, got {self.epochs}")
         _check(self.batch_size >= 1, f"--batch-size must be >= 1, got {self.batch_size}")
         _check(self.lr is None or self.lr > 0, f"--lr must be > 0, got {self.lr}")

@@ -80,8 +80,9 @@ def train(cfg: TrainConfig, on_epoch: Optional[Callable[[EpochResult], None]] = 
     cfg = replace(cfg, model=model_name, lr=cfg.lr or (RANDOM_INIT_LR if model_name == "tiny" else PRETRAINED_LR))
     model, tokenizer = build_classifier(model_name, splits.label_names, cfg.dropout, splits.train.texts, cfg.seed)
     device = _pick_device(cfg.device)
-    log.info("training %s on %d texts (%d labels), validating on %d, device %s",
-             model_name, len(splits.train), len(splits.label_names), len(splits.validation), device)
+    log.info("training %s on %d texts (%d labels), validating on %d, device %s, autocast %s",
+             model_name, len(splits.train), len(splits.label_names), len(splits.validation), device,
+             _autocast_dtype(cfg.precision, device) or "off")
 
     loaded = LoadedClassifier(model, tokenizer, splits.label_names, np.full(len(splits.label_names), 0.5), cfg.max_length)
     history, best_state, best_score, best_epoch, stale = _fit(cfg, loaded, splits, device, on_epoch)
@@ -154,9 +155,9 @@ def _fit(cfg: TrainConfig, loaded: LoadedClassifier, splits: DatasetSplits, devi
     optimizer = torch.optim.AdamW(groups, lr=cfg.lr)
     scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total_steps), total_steps)
     loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=_pos_weight(cfg.pos_weight, splits.train.labels, device))
-    use_amp = device == "cuda"
-    amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
+    amp_dtype = _autocast_dtype(cfg.precision, device)
+    use_amp = amp_dtype is not None
+    scaler = torch.amp.GradScaler("cuda", enabled=device == "cuda" and amp_dtype == torch.float16)
 
     encoded = loaded.tokenizer(splits.train.texts, truncation=True, max_length=cfg.max_length)
     lengths = [len(ids) for ids in encoded["input_ids"]]
@@ -172,7 +173,7 @@ def _fit(cfg: TrainConfig, loaded: LoadedClassifier, splits: DatasetSplits, devi
                    desc=f"epoch {epoch}/{cfg.epochs}", unit="batch", leave=False, disable=None)
         for index in bar:
             features = {k: v.to(device) for k, v in _pad_batch(encoded, index, loaded.tokenizer.pad_token_id).items()}
-            with torch.autocast(device_type="cuda", dtype=amp_dtype, enabled=use_amp):
+            with torch.autocast(device_type=device, dtype=amp_dtype, enabled=use_amp):
                 logits = model(**features).logits
             loss = loss_fn(logits.float(), targets[index].to(device))
             optimizer.zero_grad(set_to_none=True)
@@ -245,6 +246,23 @@ def _pos_weight(spec: Optional[str], labels: np.ndarray, device: str) -> Optiona
         weight = np.sqrt((len(labels) - pos) / np.maximum(pos, 1.0))
         return torch.tensor(np.clip(weight, 1.0, POS_WEIGHT_CAP), dtype=torch.float32, device=device)
     return torch.full((labels.shape[1],), float(spec), dtype=torch.float32, device=device)
+
+
+def _autocast_dtype(precision: str, device: str) -> Optional[torch.dtype]:
+    """The autocast dtype for the training forward pass (weights and optimizer stay fp32), or None."""
+    if precision == "fp32":
+        return None
+    if device == "cuda":
+        bf16_ok = torch.cuda.is_bf16_supported()
+    else:
+        bf16_ok = torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    if precision == "auto":
+        return torch.bfloat16 if bf16_ok else (torch.float16 if device == "cuda" else None)
+    if precision == "fp16" and device != "cuda":
+        raise DataError("--precision fp16 needs --device cuda; on CPU use bf16 or fp32")
+    if precision == "bf16" and not bf16_ok:
+        raise DataError(f"--precision bf16: this {device} has no bf16 kernels; use fp32")
+    return torch.bfloat16 if precision == "bf16" else torch.float16
 
 
 def _pick_device(device: str) -> str:
