@@ -479,3 +479,26 @@ def _pad_id(tokenizer) -> int:
 
 def _numpy_dtype(onnx_type: str):
     return {"tensor(int64)": np.int64, "tensor(int32)": np.int32}.get(onnx_type, np.int64)
+
+
+# ---------------------------------------------------------------------------- for validate and bench
+# Public wrappers, so that the code that checks and times a model uses the runtime's own rules.
+
+
+def verify_files(export_dir, manifest: dict) -> None:
+    """Check every file against its manifest sha256, as `EmotionClassifier.load(verify=True)` does.
+
+    Raises:
+        ArtifactError: a file is missing, modified, or has no checksum in the manifest.
+    """
+    _verify_files(Path(export_dir), manifest)
+
+
+def input_dtypes(session: ort.InferenceSession) -> dict:
+    """{input name: numpy dtype} for every input the graph declares (feed only those)."""
+    return {i.name: _numpy_dtype(i.type) for i in session.get_inputs()}
+
+
+def pad_id(tokenizer) -> int:
+    """The id the runtime pads with: the tokenizer's saved padding, else [PAD] or <pad>, else 0."""
+    return _pad_id(tokenizer)
