@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from toolkit import bench
-from toolkit.bench import BenchRecord, BenchResult, MachineInfo
+from toolkit.bench import BenchRecord, BenchResult, MachineInfo, environment, fixed, results, runners, scenarios, timing
 from toolkit.config import BenchConfig, Variant
 from toolkit.errors import ProviderError, ToolkitError
 
@@ -70,7 +70,7 @@ def test_timing_stats_percentiles_and_mean():
 
 def test_round_robin_interleaves_and_counts_passes(monkeypatch):
     clock = {"t": 0.0}
-    monkeypatch.setattr(bench.time, "perf_counter", lambda: clock["t"])
+    monkeypatch.setattr(timing.time, "perf_counter", lambda: clock["t"])
     log = []
 
     def unit(name, cost):
@@ -89,7 +89,7 @@ def test_round_robin_interleaves_and_counts_passes(monkeypatch):
 
 def test_round_robin_duration_is_per_runner(monkeypatch):
     clock = {"t": 0.0}
-    monkeypatch.setattr(bench.time, "perf_counter", lambda: clock["t"])
+    monkeypatch.setattr(timing.time, "perf_counter", lambda: clock["t"])
 
     def unit(cost):
         def run():
@@ -102,10 +102,10 @@ def test_round_robin_duration_is_per_runner(monkeypatch):
 
 
 def test_fixed_record_throughput_math():
-    stats = bench.timing_stats([0.1, 0.2, 0.3, 0.4])  # 1.0 s for 4 runs
-    rate = 8 * stats.runs / stats.total_s
+    stats = bench.timing_stats([0.1, 0.2, 0.3, 0.4])  # 1.0 s for 4 runs of batch 8: 32 sequences/s
     runner = type("R", (), {"variant": "int8", "provider": "cpu", "device": "cpu", "threads": 2})()
-    rec = bench._record(runner, "int8", 8, 128, "fixed", "fixed", stats, rate, rate * 128)
+    rec = fixed.fixed_record(runner, 8, 128, stats)
+    assert (rec.variant, rec.mode, rec.padding, rec.iterations, rec.threads) == ("int8", "fixed", "fixed", 4, 2)
     assert rec.sequences_per_s == pytest.approx(32.0, rel=1e-12)
     assert rec.tokens_per_s == pytest.approx(32.0 * 128, rel=1e-12)
     assert rec.latency_mean_ms == pytest.approx(250.0, rel=1e-12)
@@ -116,7 +116,7 @@ def test_speedups_are_relative_to_the_same_device_and_shape():
     records = [_record("pytorch-fp32", rate=10.0), _record("int8", rate=35.0),
                _record("pytorch-fp32", batch=1, rate=4.0), _record("fp32", batch=1, rate=5.0),
                _record("fp16", device="cuda", rate=1000.0)]
-    bench._assign_speedups(records)
+    results.assign_speedups(records)
     assert records[1].speedup == pytest.approx(3.5, rel=1e-12) and records[1].speedup_vs == "pytorch-fp32"
     assert records[3].speedup == pytest.approx(1.25, rel=1e-12)
     assert records[0].speedup == pytest.approx(1.0, rel=1e-12)
@@ -124,20 +124,35 @@ def test_speedups_are_relative_to_the_same_device_and_shape():
 
     text = [_record("pytorch-seed-loop", batch=1, rate=20.0, mode="real-text", padding="max_length"),
             _record("int8", batch=32, rate=900.0, mode="real-text", padding="bucket")]
-    bench._assign_speedups(text)
+    results.assign_speedups(text)
     assert text[1].speedup == pytest.approx(45.0, rel=1e-12) and text[1].speedup_vs == "pytorch-seed-loop"
 
 
-def test_busy_cases_are_measured_and_noted():
-    with bench._OtherCpu() as other:
-        sum(range(200_000))
-    assert other.share is None or 0.0 <= other.share <= 1.0
+def test_other_cpu_share_subtracts_own_time(monkeypatch):
+    # /proc/stat (total, idle) ticks at 100 Hz: 4 s of CPU capacity passed, 1 s of it idle, so 3 s
+    # were busy; this process used 1 s of those, so other processes used 2 s = 50%.
+    stats = iter([(10_000, 6_000), (10_400, 6_100)])
+    own = iter([5.0, 6.0])
+    monkeypatch.setattr(environment, "proc_stat", lambda: next(stats))
+    monkeypatch.setattr(environment, "own_cpu_seconds", lambda: next(own))
+    monkeypatch.setattr(environment.os, "sysconf", lambda name: 100)
+    with environment.OtherCpu() as other:
+        pass
+    assert other.share == pytest.approx(0.5, abs=1e-12)
+    monkeypatch.setattr(environment, "proc_stat", lambda: None)  # no /proc: unknown, not zero
+    monkeypatch.setattr(environment, "own_cpu_seconds", lambda: 0.0)
+    with environment.OtherCpu() as other:
+        pass
+    assert other.share is None
+
+
+def test_busy_cases_are_noted():
     notes = []
     case = [_record("pytorch-fp32", rate=10.0), _record("int8", rate=30.0)]
-    bench._finish_case(case, 0.43, notes)
+    results.finish_case(case, 0.43, notes)
     assert [r.other_cpu for r in case] == [0.43, 0.43] and case[1].speedup == pytest.approx(3.0, rel=1e-12)
     assert len(notes) == 1 and "batch 8, seq 128: other processes used 43% of the CPUs" in notes[0]
-    bench._finish_case([_record()], 0.01, notes)
+    results.finish_case([_record()], 0.01, notes)
     assert len(notes) == 1  # a quiet case adds no note
 
 
@@ -163,8 +178,24 @@ def test_auto_covers_cuda_and_cpu_when_available(monkeypatch):
     assert bench.select_providers("auto") == ["cuda", "cpu"]  # TensorRT only when asked for
 
 
-def test_cuda_that_does_not_attach_is_an_error_not_a_cpu_run(monkeypatch, tiny_export_session, in_tmp):
-    # onnxruntime (CPU build) claims CUDA here, but the session can only attach the CPU provider.
+@pytest.fixture
+def no_gpu_attaches(monkeypatch):
+    """Sessions attach only the CPU provider, whatever is asked for: a machine without a usable GPU,
+    also on a GPU host (where CUDA would otherwise attach and these tests would measure it)."""
+    import onnxruntime
+
+    real = onnxruntime.InferenceSession
+
+    def cpu_only(path, sess_options=None, providers=None, **kw):
+        names = [p[0] if isinstance(p, tuple) else p for p in providers or [CPU_ONLY[0]]]
+        return real(path, sess_options=sess_options, providers=[p for p in names if p == CPU_ONLY[0]], **kw)
+
+    monkeypatch.setattr(onnxruntime, "InferenceSession", cpu_only)
+
+
+def test_cuda_that_does_not_attach_is_an_error_not_a_cpu_run(monkeypatch, tiny_export_session, in_tmp,
+                                                              no_gpu_attaches):
+    # onnxruntime claims CUDA here, but the session can only attach the CPU provider.
     _providers(monkeypatch, WITH_CUDA)
     cfg = BenchConfig(export=tiny_export_session, provider="cuda", batches=(1,), seq_lens=(8,), iterations=1,
                       warmup=0, baseline=False)
@@ -173,7 +204,7 @@ def test_cuda_that_does_not_attach_is_an_error_not_a_cpu_run(monkeypatch, tiny_e
     assert not (in_tmp / "benchmarks").exists()  # nothing written for a failed run
 
 
-def test_auto_skips_a_listed_cuda_that_does_not_start(monkeypatch, tiny_export_session, in_tmp):
+def test_auto_skips_a_listed_cuda_that_does_not_start(monkeypatch, tiny_export_session, in_tmp, no_gpu_attaches):
     # onnxruntime-gpu lists CUDA even without a usable GPU: auto then benchmarks the CPU and says why.
     _providers(monkeypatch, WITH_CUDA)
     cfg = BenchConfig(export=tiny_export_session, provider="auto", batches=(1,), seq_lens=(8,), iterations=1,
@@ -184,7 +215,10 @@ def test_auto_skips_a_listed_cuda_that_does_not_start(monkeypatch, tiny_export_s
 
 
 def test_cuda_baseline_needs_cuda_torch(monkeypatch, tiny_export_session, in_tmp):
+    import torch
+
     _providers(monkeypatch, WITH_CUDA)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # a CPU build of torch, also on a GPU host
     cfg = BenchConfig(export=tiny_export_session, provider="cuda", batches=(1,), seq_lens=(8,), iterations=1, warmup=0)
     with pytest.raises(ProviderError, match="--no-baseline"):
         bench.run_bench(cfg)
@@ -240,9 +274,9 @@ def test_cuda_runner_uses_io_binding_and_synchronizes(monkeypatch):
 
     monkeypatch.setattr(onnxruntime.OrtValue, "ortvalue_from_numpy",
                         lambda array, device, device_id: ("device-copy", device, device_id, array.shape))
-    runner = bench._OrtRunner("fp16", Path("unused.onnx"), "cuda", 2, session=Session())
+    runner = runners.OrtRunner("fp16", Path("unused.onnx"), "cuda", 2, session=Session())
     assert (runner.provider, runner.device) == ("cuda", "cuda")
-    step = runner.fixed_step(bench._fixed_inputs(4, 16, 100))
+    step = runner.fixed_step(fixed.fixed_inputs(4, 16, 100))
     assert calls == [("input", "input_ids", ("device-copy", "cuda", 0, (4, 16))),
                      ("input", "attention_mask", ("device-copy", "cuda", 0, (4, 16))),
                      ("output", "logits", "cuda", 0)]  # token_type_ids: not declared, not fed
@@ -318,7 +352,7 @@ def test_csv_has_one_row_per_record(sweep):
 
 def test_summary_is_one_table():
     records = [_record("pytorch-fp32", rate=10.0), _record("int8", rate=35.5)]
-    bench._assign_speedups(records)
+    results.assign_speedups(records)
     text = bench.format_summary(_result(records))
     lines = text.splitlines()
     header = next(i for i, line in enumerate(lines) if line.startswith("variant"))
@@ -332,7 +366,7 @@ def test_summary_is_one_table():
 
 def test_markdown_table_renders_every_record():
     records = [_record("pytorch-fp32", rate=10.0), _record("int8", rate=35.5)]
-    bench._assign_speedups(records)
+    results.assign_speedups(records)
     md = bench.format_markdown(_result(records), title="BERT-base")
     rows = [line for line in md.splitlines() if line.startswith("| ")]
     assert len(rows) == 3 and rows[2].startswith("| int8 | cpu | fixed | 8 | 128 |") and rows[2].endswith("| 3.55x |")
@@ -348,9 +382,11 @@ def test_cli_bench_end_to_end(tiny_export_session, in_tmp):
                                       "--warmup", "1", "--batch", "1,2", "--seq-len", "8", "--provider", "cpu"])
     assert result.exit_code == 0, result.output
     assert "pytorch-fp32" in result.output and "speedup" in result.output
-    outputs = sorted(p.name for p in (in_tmp / "benchmarks" / "results").iterdir())
+    # without --json/--csv: the ignored run directory, never the committed results
+    assert not (in_tmp / "benchmarks" / "results").exists()
+    outputs = sorted(p.name for p in (in_tmp / "benchmarks" / "runs").iterdir())
     assert len(outputs) == 2 and outputs[0].endswith("-fixed.csv") and outputs[1].endswith("-fixed.json")
-    loaded = bench.load_result(in_tmp / "benchmarks" / "results" / outputs[1])
+    loaded = bench.load_result(in_tmp / "benchmarks" / "runs" / outputs[1])
     assert sorted({r.batch for r in loaded.records}) == [1, 2] and {r.seq_len for r in loaded.records} == {8}
     assert all(r.iterations == 2 for r in loaded.records)
 
@@ -431,7 +467,7 @@ def test_tiny_preset_is_built_once_and_reused(in_tmp, monkeypatch):
     export_dir = bench.prepare_preset("tiny", cache_dir=cache)
     manifest = json.loads((export_dir / "manifest.json").read_text())
     assert set(manifest["variants"]) >= {"fp32", "fp16", "int8"}
-    assert len(manifest["labels"]) == bench.PRESET_LABELS
+    assert len(manifest["labels"]) == scenarios.PRESET_LABELS
     meta = json.loads((cache / "tiny" / "checkpoint" / "toolkit.json").read_text())
     assert meta["bench_preset"]["weights"] == "random"
 
@@ -446,7 +482,7 @@ def test_tiny_preset_is_built_once_and_reused(in_tmp, monkeypatch):
     # a modified file makes the cache stale (checksums), so it would be rebuilt
     onnx_file = export_dir / manifest["variants"]["int8"]["file"]
     onnx_file.write_bytes(onnx_file.read_bytes()[:-1] + b"\0")
-    reason = bench._stale_cache(export_dir, cache / "tiny" / "checkpoint", bench._preset_spec("tiny"))
+    reason = scenarios.stale_cache(export_dir, cache / "tiny" / "checkpoint", scenarios.preset_spec("tiny"))
     assert reason is not None and "sha256" in reason
 
 
