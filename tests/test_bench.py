@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from toolkit import bench
@@ -233,48 +236,59 @@ def test_real_text_refuses_tensorrt(monkeypatch, tiny_export_session, in_tmp):
         bench.run_bench(cfg)
 
 
+class _Binding:
+    """Stand-in for onnxruntime's IOBinding: records every call."""
+
+    def __init__(self, calls):
+        self.calls = calls
+
+    def bind_ortvalue_input(self, name, value):
+        self.calls.append(("input", name, value))
+
+    def bind_output(self, name, device_type, device_id):
+        self.calls.append(("output", name, device_type, device_id))
+
+    def synchronize_inputs(self):
+        self.calls.append("sync-in")
+
+    def synchronize_outputs(self):
+        self.calls.append("sync-out")
+
+
+class _Session:
+    """Stand-in for an InferenceSession attached to `providers`, with two int64 inputs."""
+
+    def __init__(self, providers, calls=None):
+        self.providers, self.calls = providers, calls if calls is not None else []
+
+    def get_providers(self):
+        return list(self.providers)
+
+    def get_session_options(self):
+        return type("O", (), {"intra_op_num_threads": 2})()
+
+    def get_inputs(self):
+        return [type("I", (), {"name": n, "type": "tensor(int64)"})() for n in ("input_ids", "attention_mask")]
+
+    def get_outputs(self):
+        return [type("O", (), {"name": "logits"})()]
+
+    def io_binding(self):
+        return _Binding(self.calls)
+
+    def run_with_iobinding(self, binding):
+        self.calls.append("run")
+
+
 def test_cuda_runner_uses_io_binding_and_synchronizes(monkeypatch):
     """The CUDA step, with a stand-in session: inputs copied to the device once, outputs bound there,
-    synchronize around every run (the GPU machine runs it for real)."""
+    synchronize around every run (test_cuda_fixed_run_on_a_gpu runs it for real)."""
     import onnxruntime
 
     calls = []
-
-    class Binding:
-        def bind_ortvalue_input(self, name, value):
-            calls.append(("input", name, value))
-
-        def bind_output(self, name, device_type, device_id):
-            calls.append(("output", name, device_type, device_id))
-
-        def synchronize_inputs(self):
-            calls.append("sync-in")
-
-        def synchronize_outputs(self):
-            calls.append("sync-out")
-
-    class Session:
-        def get_providers(self):
-            return ["CUDAExecutionProvider", "CPUExecutionProvider"]
-
-        def get_session_options(self):
-            return type("O", (), {"intra_op_num_threads": 2})()
-
-        def get_inputs(self):
-            return [type("I", (), {"name": n, "type": "tensor(int64)"})() for n in ("input_ids", "attention_mask")]
-
-        def get_outputs(self):
-            return [type("O", (), {"name": "logits"})()]
-
-        def io_binding(self):
-            return Binding()
-
-        def run_with_iobinding(self, binding):
-            calls.append("run")
-
     monkeypatch.setattr(onnxruntime.OrtValue, "ortvalue_from_numpy",
                         lambda array, device, device_id: ("device-copy", device, device_id, array.shape))
-    runner = runners.OrtRunner("fp16", Path("unused.onnx"), "cuda", 2, session=Session())
+    runner = runners.OrtRunner("fp16", Path("unused.onnx"), "cuda", 2, session=_Session(WITH_CUDA, calls))
     assert (runner.provider, runner.device) == ("cuda", "cuda")
     step = runner.fixed_step(fixed.fixed_inputs(4, 16, 100))
     assert calls == [("input", "input_ids", ("device-copy", "cuda", 0, (4, 16))),
@@ -284,6 +298,25 @@ def test_cuda_runner_uses_io_binding_and_synchronizes(monkeypatch):
     step()
     step()
     assert calls == ["sync-in", "run", "sync-out"] * 2
+
+
+@pytest.mark.parametrize("provider", ["cpu", "cuda", "tensorrt"])
+def test_runners_open_the_runtime_session_unchanged(monkeypatch, provider):
+    """Bench times the very session apps get: runtime.open_session's, with no bench-only options
+    (before, TensorRT got trt_fp16_enable and its own engine cache here)."""
+    from toolkit import runtime
+
+    opened = []
+
+    def open_session(path, provider_name, threads):
+        opened.append((path, provider_name, threads))
+        return _Session(runtime.PROVIDER_CHAINS[provider_name])
+
+    monkeypatch.setattr(runtime, "open_session", open_session)
+    runner = runners.OrtRunner("fp32", Path("model.onnx"), provider, 3)
+    assert opened == [(Path("model.onnx"), provider, 3)]
+    assert runner.provider == provider and runner.device == ("cpu" if provider == "cpu" else "cuda")
+    assert runner.input_types == {"input_ids": np.int64, "attention_mask": np.int64}
 
 
 # ---------------------------------------------------------------------------- end to end
@@ -400,6 +433,7 @@ def test_cli_rejects_bad_batch_list():
     assert result.exit_code != 0 and "comma-separated integers" in result.output
 
 
+@pytest.mark.slow
 def test_real_text_mode(tiny_export_session, in_tmp):
     data = in_tmp / "texts.csv"
     data.write_text("text,labels\n" + "".join(f'"{t}",joy\n' for t in TEXTS), encoding="utf-8")
@@ -457,6 +491,66 @@ def test_missing_source_checkpoint_names_no_baseline(tiny_export, in_tmp):
     (tiny_export / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(ToolkitError, match="pass --no-baseline"):
         bench.run_bench(BenchConfig(export=tiny_export, iterations=1, provider="cpu"))
+
+
+NO_BASELINE_RUN = """
+import json, sys
+from toolkit.bench import run_bench
+from toolkit.config import BenchConfig
+result = run_bench(BenchConfig(export=sys.argv[1], provider="cpu", batches=(1,), seq_lens=(8,), iterations=1,
+                               warmup=0, baseline=False, json_path="r.json", csv_path="r.csv"))
+print(json.dumps({"records": [r.variant for r in result.records],
+                  "loaded": sorted(m for m in ("torch", "transformers", "optimum") if m in sys.modules)}))
+"""
+
+
+def test_no_baseline_run_imports_no_torch(tiny_export_session, tmp_path):
+    # a fresh interpreter: in this one, other tests have imported torch long ago
+    out = subprocess.run([sys.executable, "-c", NO_BASELINE_RUN, str(tiny_export_session)], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=300, check=True).stdout
+    report = json.loads(out.strip().splitlines()[-1])
+    manifest = json.loads((tiny_export_session / "manifest.json").read_text())
+    assert report["records"] == [v.value for v in Variant if v.value in manifest["variants"]]
+    assert report["loaded"] == []
+
+
+def test_readme_bench_leaves_a_fresh_clone_clean(tiny_export_session, tmp_path, monkeypatch):
+    """The README's `toolkit bench --batch 32`, run in a fresh clone on the default export, writes only
+    ignored files (here with fewer runs and a short sequence, to stay cheap)."""
+    from click.testing import CliRunner
+
+    from toolkit.cli import cli
+    from toolkit.config import DEFAULT_EXPORT
+
+    repo = Path(__file__).resolve().parents[1]
+    if shutil.which("git") is None or not (repo / ".git").exists():
+        pytest.skip("needs git and a git checkout of toolkit")
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "--quiet", "--depth", "1", repo.as_uri(), str(clone)], check=True, timeout=120)
+    shutil.copytree(tiny_export_session, clone / DEFAULT_EXPORT)  # what `toolkit export` leaves there
+    monkeypatch.chdir(clone)
+    result = CliRunner().invoke(cli, ["bench", "--batch", "32", "--seq-len", "16", "--iterations", "2",
+                                      "--warmup", "0", "--provider", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert len(list((clone / "benchmarks" / "runs").glob("bench-*-fixed.json"))) == 1  # it did write its result
+    status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=clone,
+                            capture_output=True, text=True, check=True).stdout
+    assert status == ""
+
+
+@pytest.mark.gpu
+def test_cuda_fixed_run_on_a_gpu(tiny_export_session, in_tmp):
+    import onnxruntime
+
+    if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
+        pytest.skip("needs onnxruntime-gpu and a CUDA device")
+    cfg = BenchConfig(export=tiny_export_session, provider="cuda", variants=(Variant.FP32, Variant.FP16),
+                      batches=(2,), seq_lens=(16,), iterations=3, warmup=1, baseline=False,
+                      json_path=in_tmp / "r.json", csv_path=in_tmp / "r.csv")
+    result = bench.run_bench(cfg)
+    assert [(r.variant, r.provider, r.device, r.iterations) for r in result.records] == \
+        [("fp32", "cuda", "cuda", 3), ("fp16", "cuda", "cuda", 3)]
+    assert all(r.sequences_per_s == pytest.approx(2 / (r.latency_mean_ms / 1e3), rel=1e-9) for r in result.records)
 
 
 # ---------------------------------------------------------------------------- presets
