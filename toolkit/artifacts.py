@@ -12,10 +12,13 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
+import socket
 import tempfile
+import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Optional
 
 from toolkit.errors import ArtifactError
 
@@ -29,6 +32,13 @@ TOKENIZER_JSON = "tokenizer.json"
 VARIANT_FILES = {"fp32": "model.onnx", "fp16": "model_fp16.onnx", "int8": "model_int8.onnx"}
 STATIC_INT8_FILE = "model_int8_static.onnx"
 TEMP_PREFIX = ".toolkit-tmp-"
+# A build dir is `.toolkit-tmp-<target>-<pid>@<host>-<random>`, so a later run can tell whether its
+# owner is still alive; names without an owner come from versions before it was recorded.
+_OWNED_TEMP = re.compile(r"^(\d+)@(.+)-[a-z0-9_]+$")
+_UNOWNED_TEMP = re.compile(r"^[a-z0-9_]+$")  # mkdtemp's random suffix only
+# An export of BERT-base (fp32, fp16, int8) takes minutes; a build dir untouched for a day belongs
+# to nobody, also when its owner cannot be checked (another host, or a name without an owner).
+STALE_TEMP_AGE_S = 24 * 3600
 
 
 def variant_file(variant: str) -> str:
@@ -145,16 +155,18 @@ def atomic_directory(target: Path, force: bool = False) -> Iterator[Path]:
     if target.exists() and not target.is_dir():
         raise ArtifactError(f"{target}: exists and is not a directory; choose another --out")
     parent = target.parent if str(target.parent) else Path(".")
+    remove_stale_temps(target)
     try:
         parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX + target.name + "-", dir=parent))
+        tmp = Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{target.name}-{_owner()}-", dir=parent))
         os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; the result is an ordinary directory
     except OSError as e:
         raise ArtifactError(f"{parent}: cannot create the output directory ({e.strerror}); choose a writable --out") from e
     try:
         yield tmp
         if target.exists():
-            backup = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX + "old-", dir=parent))
+            # named apart from build dirs: never taken for a stale build, it may hold the only copy
+            backup = Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{target.name}.old-", dir=parent))
             os.replace(target, backup / "old")
             os.replace(tmp, target)
             shutil.rmtree(backup, ignore_errors=True)
@@ -163,6 +175,63 @@ def atomic_directory(target: Path, force: bool = False) -> Iterator[Path]:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def remove_stale_temps(target: Path) -> list[Path]:
+    """Remove the build dirs that killed runs (SIGKILL, power loss) left beside `target`; log each one.
+
+    Only `target`'s own build dirs are touched, and only stale ones: those whose owner process
+    (pid recorded in the name) is gone from this host, and any not modified for STALE_TEMP_AGE_S
+    (owner on another host, or a name from before owners were recorded). A live build is left alone.
+
+    Returns:
+        The directories removed.
+    """
+    target = Path(target)
+    prefix = f"{TEMP_PREFIX}{target.name}-"
+    parent = target.parent if str(target.parent) else Path(".")
+    try:
+        candidates = [p for p in parent.iterdir() if p.name.startswith(prefix) and p.is_dir() and not p.is_symlink()]
+    except OSError:  # no parent yet: nothing left behind
+        return []
+    removed = []
+    for path in sorted(candidates):
+        reason = _stale_reason(path, path.name[len(prefix):])
+        if reason is None:
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        if not path.exists():
+            log.warning("removed %s, left by an interrupted build of %s (%s)", path, target, reason)
+            removed.append(path)
+    return removed
+
+
+def _stale_reason(path: Path, rest: str) -> Optional[str]:
+    """Why a build dir is stale (its name after the target's prefix is `rest`), or None."""
+    owned = _OWNED_TEMP.match(rest)
+    if owned is None and not _UNOWNED_TEMP.match(rest):
+        return None  # another target's dir: `<target>-2`'s, say
+    if owned is not None and owned.group(2) == socket.gethostname() and not _pid_alive(int(owned.group(1))):
+        return f"its process {owned.group(1)} is gone"
+    try:
+        age = time.time() - path.stat().st_mtime
+    except OSError:
+        return None
+    return f"untouched for {age / 3600:.0f} h" if age > STALE_TEMP_AGE_S else None
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: existence and permission check only
+    except ProcessLookupError:
+        return False
+    except OSError:  # PermissionError: alive, another user's
+        return True
+    return True
+
+
+def _owner() -> str:
+    return f"{os.getpid()}@{socket.gethostname()}"
 
 
 def utc_now() -> str:
