@@ -17,8 +17,13 @@ from toolkit.errors import ToolkitError
 from toolkit.tables import format_table
 
 
+# The setup.py extra each command's optional packages come from (the runtime alone has none of them).
+COMMAND_EXTRAS = {"train": "train", "evaluate": "train", "export": "export", "validate": "export", "bench": "export"}
+
+
 class _Group(click.Group):
-    """Turns ToolkitError into `error: <message>` and the error's exit code, never a traceback."""
+    """Turns ToolkitError into `error: <message>` and the error's exit code, never a traceback; a
+    missing optional package into one line naming the extra to install."""
 
     def invoke(self, ctx):
         try:
@@ -26,6 +31,13 @@ class _Group(click.Group):
         except ToolkitError as e:
             click.echo(f"error: {e}", err=True)
             ctx.exit(e.exit_code)
+        except ModuleNotFoundError as e:
+            extra = COMMAND_EXTRAS.get(ctx.invoked_subcommand)
+            if extra is None or not e.name or e.name.split(".")[0] == "toolkit":
+                raise  # not an optional package: a bug, keep the traceback
+            click.echo(f"error: toolkit {ctx.invoked_subcommand} needs {e.name}, which is not installed: "
+                       f'pip install "toolkit[{extra}]"', err=True)
+            ctx.exit(2)
         except KeyboardInterrupt:
             click.echo("interrupted: nothing was written", err=True)
             ctx.exit(130)
