@@ -11,7 +11,8 @@ The runtime class and the verbs are imported on first use (PEP 562 `__getattr__`
 import importlib
 
 from toolkit.config import Variant
-from toolkit.errors import ArtifactError, DataError, ExportError, ModelError, ProviderError, ToolkitError, ValidationFailed
+from toolkit.errors import (ArtifactError, DataError, ExportError, ModelError, ProviderError, ToolkitError,
+                            ValidationFailed)
 
 __version__ = "0.1.0"
 

@@ -191,7 +191,8 @@ def remove_stale_temps(target: Path) -> list[Path]:
     prefix = f"{TEMP_PREFIX}{target.name}-"
     parent = target.parent if str(target.parent) else Path(".")
     try:
-        candidates = [p for p in parent.iterdir() if p.name.startswith(prefix) and p.is_dir() and not p.is_symlink()]
+        candidates = [p for p in parent.iterdir()
+                      if p.name.startswith(prefix) and p.is_dir() and not p.is_symlink()]
     except OSError:  # no parent yet: nothing left behind
         return []
     removed = []
