@@ -31,8 +31,11 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
 
     out = tmp_path_factory.mktemp("ckpt") / "tiny"
     # lr 3e-3: at the preset's 1e-3 two short epochs leave the random-init model near the label
-    # priors, with every probability within 1e-3 of its threshold, too flat for parity tests
-    train(TrainConfig(model="tiny", out=out, epochs=2, batch_size=16, lr=3e-3, max_train_samples=1200, seed=7))
+    # priors, with every probability within 1e-3 of its threshold, too flat for parity tests.
+    # fp32: --precision auto would train in bf16 on CPUs that have bf16 kernels and in fp32 elsewhere,
+    # so the fixture (and every number tests pin on it) would depend on the machine.
+    train(TrainConfig(model="tiny", out=out, epochs=2, batch_size=16, lr=3e-3, max_train_samples=1200, seed=7,
+                      precision="fp32"))
     return out
 
 

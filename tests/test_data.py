@@ -199,3 +199,65 @@ def test_cli_reports_bad_data_in_one_line_with_exit_code(tmp_path):
     assert "error: " in result.output and "d.csv:2: column 'joy' has 'yes'" in result.output
     assert "Traceback" not in result.output
     assert not (tmp_path / "o").exists()
+
+
+# ---------------------------------------------------------------------------- choosing columns
+
+# SemEval-2018 E-c's layout (ID, Tweet, one 0/1 column per emotion) plus a metadata column.
+SEMEVAL = ("ID\tTweet\tanger\tsource\tjoy\tfear\n"
+           "2017-En-21441\tso angry right now\t1\tweb\t0\t0\n"
+           "2017-En-31535\thappy and scared\t0\tapp\t1\t1\n"
+           "2017-En-21068\tlovely day\t0\tweb\t1\t0\n"
+           "2017-En-31436\tterrified\t0\tapp\t0\t1\n")
+
+
+def test_a_non_binary_column_error_names_the_column_options(tmp_path):
+    path = write(tmp_path / "semeval.tsv", SEMEVAL)
+    with pytest.raises(DataError, match=r"column 'ID' has '2017-En-21441'; label columns must hold 0 or 1\. .*"
+                                        r"--id-column ID .*--ignore-columns ID .*--label-columns a,b,c"):
+        read_dataset(path, text_column="Tweet")
+
+
+def test_id_and_ignored_columns_leave_the_labels_in_file_order(tmp_path):
+    path = write(tmp_path / "semeval.tsv", SEMEVAL)
+    data = read_dataset(path, text_column="Tweet", id_column="ID", ignore_columns=("source",))
+    assert data.label_names == ["anger", "joy", "fear"]
+    assert data.ids == ["2017-En-21441", "2017-En-31535", "2017-En-21068", "2017-En-31436"]
+    np.testing.assert_array_equal(data.labels, [[1, 0, 0], [0, 1, 1], [0, 1, 0], [0, 0, 1]])
+
+
+def test_label_columns_choose_and_order_the_labels(tmp_path):
+    path = write(tmp_path / "semeval.tsv", SEMEVAL)
+    data = read_dataset(path, text_column="Tweet", label_columns=("fear", "anger"), id_column="ID")
+    assert data.label_names == ["fear", "anger"]  # the order given, not the file's
+    np.testing.assert_array_equal(data.labels, [[0, 1], [1, 0], [0, 0], [1, 0]])
+    assert data.ids[1] == "2017-En-31535"
+    with pytest.raises(DataError, match=r"no label column 'calm' .*fix --label-columns"):
+        read_dataset(path, text_column="Tweet", label_columns=("calm",))
+    with pytest.raises(DataError, match=r"no id column 'Id' .*fix --id-column"):
+        read_dataset(path, text_column="Tweet", id_column="Id", ignore_columns=("ID", "source"))
+
+
+def test_ids_survive_splitting_and_the_recorded_validation_split(tmp_path):
+    rows = "".join(f"row{i}\ttext number {i}\t{i % 2}\tweb\t{(i + 1) % 2}\t0\n" for i in range(40))
+    path = write(tmp_path / "big.tsv", "ID\tTweet\tanger\tsource\tjoy\tfear\n" + rows)
+    cfg = DataConfig(path=path, text_column="Tweet", id_column="ID", ignore_columns=("source",), val_fraction=0.25)
+    splits = load_splits(cfg)
+    assert len(splits.validation.ids) == 10
+    for data in (splits.train, splits.validation):
+        assert all(text == f"text number {i[3:]}" for text, i in zip(data.texts, data.ids))  # id stays with its text
+    again = load_validation_split(json.loads(json.dumps(splits.spec)), ["joy", "anger", "fear"])
+    assert again.ids == splits.validation.ids and again.label_names == ["joy", "anger", "fear"]
+
+
+def test_goemotions_ids_come_from_the_third_field(goemotions_like):
+    assert read_dataset(goemotions_like / "train.tsv").ids == ["id1", "id2", "id3"]
+
+
+def test_conflicting_column_options_are_rejected():
+    from toolkit.errors import ToolkitError
+
+    with pytest.raises(ToolkitError, match="exclude each other"):
+        DataConfig(label_columns=("a",), labels_column="labels")
+    with pytest.raises(ToolkitError, match="--ignore-columns names text"):
+        DataConfig(ignore_columns=("text",))

@@ -66,3 +66,92 @@ def test_sigmoid_is_stable_at_extremes():
     out = sigmoid(np.array([-1000.0, -1.0, 0.0, 1.0, 1000.0]))
     np.testing.assert_allclose(out, [0.0, 0.26894142, 0.5, 0.73105858, 1.0], atol=1e-8)
     assert np.isfinite(out).all()
+
+
+# ---------------------------------------------------------------------------- threshold objective
+
+# Label a separates perfectly; label b's single positive (0.1) sits below most of its negatives.
+Y_OBJ = np.array([[1, 0], [1, 0], [1, 0], [0, 0], [0, 0], [0, 1]])
+P_OBJ = np.array([[0.9, 0.4], [0.8, 0.3], [0.7, 0.2], [0.6, 0.15], [0.2, 0.05], [0.12, 0.1]])
+
+
+def test_macro_objective_tunes_each_label_for_its_own_f1():
+    thr = tune_thresholds(Y_OBJ, P_OBJ, objective="macro")
+    # a: cut at 0.7 (F1 1), midway to the next lower score 0.6; b: the only cut holding its positive
+    # is 0.1 (predicts 5 texts: F1 1/3), midway to 0.05
+    assert thr == pytest.approx([0.65, 0.075])
+    m = compute_metrics(Y_OBJ, P_OBJ, thr, ["a", "b"])
+    assert m.macro_f1 == pytest.approx((1 + 1 / 3) / 2)
+    assert m.micro_f1 == pytest.approx(2 / 3)  # tp 4, fp 4: b's low threshold costs micro precision
+
+
+def test_micro_objective_shares_one_threshold_and_wins_micro_f1():
+    thr = tune_thresholds(Y_OBJ, P_OBJ, objective="micro")
+    # pooled over both labels: >= 0.7 gives tp 3, fp 0, fn 1 (F1 6/7); >= 0.1 gives tp 4, fp 7 (8/15)
+    assert thr == pytest.approx([0.65, 0.65])
+    m = compute_metrics(Y_OBJ, P_OBJ, thr, ["a", "b"])
+    assert m.micro_f1 == pytest.approx(6 / 7)  # > 2/3 under the macro objective
+    assert m.macro_f1 == pytest.approx(0.5)  # < 2/3: b is never predicted
+    with pytest.raises(ValueError, match="macro"):
+        tune_thresholds(Y_OBJ, P_OBJ, objective="weighted")
+
+
+# ---------------------------------------------------------------------------- cross-fitting
+
+PREVALENCE = np.array([0.03, 0.05, 0.1, 0.2, 0.3, 0.4])
+
+
+def _scores(rng, n: int, signal: float):
+    """Labels with the given prevalences and scores that separate them by `signal` logits."""
+    y = (rng.random((n, len(PREVALENCE))) < PREVALENCE).astype(np.int64)
+    logit = signal * (2 * y - 1) + rng.normal(size=y.shape) + np.log(PREVALENCE / (1 - PREVALENCE))
+    return y, 1 / (1 + np.exp(-logit))
+
+
+def test_cross_fitted_f1_is_unbiased_where_in_sample_tuning_is_not():
+    """Thresholds tuned on 300 validation texts, then applied to 20,000 fresh texts of the same
+    distribution: that is the F1 a user gets. In-sample tuned F1 overstates it; cross-fitted does not.
+    Measured over 8 seeds: in-sample +0.07 above the fresh F1, cross-fitted within 0.005."""
+    from toolkit.metrics import cross_fitted_metrics
+
+    names = list("abcdef")
+    in_sample, cross_fitted, fresh = [], [], []
+    for seed in range(8):
+        rng = np.random.default_rng(seed)
+        y, p = _scores(rng, 300, signal=1.0)
+        y_new, p_new = _scores(rng, 20000, signal=1.0)
+        thr = tune_thresholds(y, p)
+        in_sample.append(compute_metrics(y, p, thr, names).macro_f1)
+        cross_fitted.append(cross_fitted_metrics(y, p, names).macro_f1)
+        fresh.append(compute_metrics(y_new, p_new, thr, names).macro_f1)
+    bias_in_sample = np.mean(in_sample) - np.mean(fresh)
+    bias_cross_fitted = np.mean(cross_fitted) - np.mean(fresh)
+    assert bias_in_sample > 0.04
+    assert abs(bias_cross_fitted) < 0.015
+
+
+def test_cross_fitting_on_pure_noise_does_not_invent_skill():
+    """Scores unrelated to the labels: tuned in-sample F1 beats the best honest rule, cross-fitted does not."""
+    from toolkit.metrics import cross_fitted_metrics
+
+    rng = np.random.default_rng(0)
+    y = (rng.random((200, 1)) < 0.2).astype(np.int64)
+    p = rng.random((200, 1))
+    # With no signal the best one can expect is predicting everything: F1 = 2*0.2/1.2 = 0.333 (at prevalence 0.2)
+    honest = 2 * y.mean() / (1 + y.mean())
+    assert compute_metrics(y, p, tune_thresholds(y, p), ["a"]).macro_f1 > honest + 0.02
+    assert cross_fitted_metrics(y, p, ["a"]).macro_f1 <= honest + 0.01
+
+
+def test_cross_fitted_report_shape_and_limits():
+    from toolkit.metrics import cross_fitted_metrics
+
+    rng = np.random.default_rng(1)
+    y, p = _scores(rng, 100, signal=2.0)
+    report = cross_fitted_metrics(y, p, list("abcdef"), folds=5)
+    assert report.n_samples == 100 and len(report.per_label) == 6
+    assert all(0.0 < m.threshold < 1.0 for m in report.per_label)  # mean of the 5 fold thresholds
+    at_half = compute_metrics(y, p, 0.5, list("abcdef"))
+    assert report.roc_auc_macro == pytest.approx(at_half.roc_auc_macro)  # ranking metrics need no threshold
+    with pytest.raises(ValueError, match="too few"):
+        cross_fitted_metrics(y[:9], p[:9], list("abcdef"), folds=5)

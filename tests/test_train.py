@@ -52,10 +52,16 @@ def test_train_cli_writes_a_standard_checkpoint_with_toolkit_metadata(trained):
     assert config["problem_type"] == "multi_label_classification"
     assert len(meta["thresholds"]) == 5 and all(0.0 < t < 1.0 for t in meta["thresholds"])
     assert meta["data"]["split"] == "random" and meta["split_sizes"] == {"train": 1350, "validation": 150}
+    # --epochs given, --lr and --warmup not: the tiny preset's defaults fill those two
     assert meta["train_args"]["epochs"] == 1 and meta["train_args"]["lr"] == pytest.approx(1e-3)
-    assert set(meta["metrics"]) == {"validation_at_0.5", "validation_tuned"}
+    assert meta["train_args"]["warmup_ratio"] == pytest.approx(0.1) and meta["defaults_source"].startswith("tiny preset")
+    assert set(meta["metrics"]) == {"validation_at_0.5", "validation_tuned", "validation_tuned_crossfit"}
     tuned, at_half = meta["metrics"]["validation_tuned"], meta["metrics"]["validation_at_0.5"]
     assert tuned["macro_f1"] >= at_half["macro_f1"] - 1e-9  # tuned on this very split
+    # cross-fitted thresholds never see the texts they decide: no better than in-sample tuning
+    assert meta["metrics"]["validation_tuned_crossfit"]["macro_f1"] <= tuned["macro_f1"] + 1e-9
+    assert meta["cross_fit"]["folds"] == 5
+    assert "in-sample" in result.output and "cross-fitted (5 folds)" in result.output
     assert "torch" in meta["versions"] and "transformers" in meta["versions"]
 
 
@@ -95,8 +101,13 @@ def test_evaluate_cli_reports_metrics_and_json(trained, tmp_path):
         assert name in result.output
     data = json.loads(report.read_text())
     meta = json.loads((out / artifacts.CHECKPOINT_META).read_text())
-    # evaluate re-creates the recorded validation split: same numbers as training reported
+    # evaluate re-creates the recorded validation split: same numbers as training reported,
+    # labelled in-sample, with the cross-fitted column beside them
     assert data["stored_thresholds"]["macro_f1"] == pytest.approx(meta["metrics"]["validation_tuned"]["macro_f1"], abs=1e-6)
+    assert data["tuned_crossfit"]["macro_f1"] == pytest.approx(
+        meta["metrics"]["validation_tuned_crossfit"]["macro_f1"], abs=1e-6)
+    assert "stored thresholds, in-sample" in result.output and "tuned, cross-fitted" in result.output
+    assert "in-sample" in data["thresholds_note"]
     assert [m["label"] for m in data["stored_thresholds"]["per_label"]] == FILE_LABELS
 
 
@@ -151,3 +162,114 @@ def test_help_does_not_import_torch():
             "print('HEAVY', heavy)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert "HEAVY []" in out
+
+
+# ---------------------------------------------------------------------------- defaults
+
+
+@pytest.mark.parametrize("given, expected_lr, expected_epochs", [
+    ({}, None, None),  # the preset's measured defaults
+    ({"lr": 3e-5}, 3e-5, None),  # an explicit lr wins; epochs still the preset's
+    ({"lr": 3e-5, "epochs": 2, "warmup_ratio": 0.0}, 3e-5, 2),
+])
+def test_preset_defaults_apply_only_when_not_given(given, expected_lr, expected_epochs):
+    from toolkit.config import TrainConfig
+    from toolkit.train import PRESET_DEFAULTS, _resolve_defaults
+
+    preset = PRESET_DEFAULTS["minilm"]
+    cfg, defaults = _resolve_defaults(TrainConfig(model="minilm", **given))
+    assert defaults == preset
+    assert cfg.lr == pytest.approx(expected_lr if expected_lr is not None else preset.lr)
+    assert cfg.epochs == (expected_epochs if expected_epochs is not None else preset.epochs)
+    assert cfg.warmup_ratio == pytest.approx(given.get("warmup_ratio", preset.warmup_ratio))
+    assert preset.lr >= 5 * 2e-5  # MiniLM's measured lr is far above BERT-base's (benchmarks/training.md)
+
+
+def test_directories_get_bert_base_defaults_and_sentence_transformers_folders_minilms(tmp_path):
+    from toolkit.config import TrainConfig
+    from toolkit.train import BERT_BASE_DEFAULTS, PRESET_DEFAULTS, _resolve_defaults
+
+    plain, sentence = tmp_path / "bert", tmp_path / "st"
+    plain.mkdir()
+    sentence.mkdir()
+    (sentence / "modules.json").write_text("[]")
+    cfg, _ = _resolve_defaults(TrainConfig(model=str(plain)))
+    assert (cfg.lr, cfg.epochs) == (BERT_BASE_DEFAULTS.lr, BERT_BASE_DEFAULTS.epochs) == (2e-5, 3)
+    cfg, defaults = _resolve_defaults(TrainConfig(model=str(sentence)))
+    assert (cfg.lr, cfg.epochs) == (PRESET_DEFAULTS["minilm"].lr, PRESET_DEFAULTS["minilm"].epochs)
+    assert "sentence-transformers" in defaults.source
+    cfg, _ = _resolve_defaults(TrainConfig(model="hub-org/some-bert", lr=7e-5))
+    assert (cfg.lr, cfg.epochs) == (7e-5, 3)
+    cfg, _ = _resolve_defaults(TrainConfig(model="tiny"))
+    assert (cfg.lr, cfg.epochs) == (1e-3, 3)
+
+
+# ---------------------------------------------------------------------------- columns, ids, objective
+
+
+@pytest.fixture(scope="module")
+def semeval_like(tmp_path_factory) -> Path:
+    """The demo corpus in SemEval-2018 E-c's layout (ID, Tweet, 0/1 per emotion) plus a metadata column."""
+    texts, labels, names = generate_demo_corpus(n=600, seed=11)
+    lines = ["ID\tTweet\t" + "\t".join(names[:2]) + "\tsource\t" + "\t".join(names[2:])]
+    for i, (text, row) in enumerate(zip(texts, labels.astype(int))):
+        cells = [f"2018-En-{i:05d}", text, *map(str, row[:2]), "web" if i % 3 else "app", *map(str, row[2:])]
+        lines.append("\t".join(cells))
+    path = tmp_path_factory.mktemp("semeval") / "E-c.tsv"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def test_train_and_evaluate_a_file_with_id_and_metadata_columns(semeval_like, tmp_path):
+    base = ["train", "--data", str(semeval_like), "--text-column", "Tweet", "--model", "tiny", "--epochs", "1",
+            "--batch-size", "16", "--precision", "fp32", "--out", str(tmp_path / "ckpt")]
+    refused = CliRunner().invoke(cli, base)
+    assert refused.exit_code == 2 and "column 'ID' has '2018-En-" in refused.output
+    assert "--id-column ID" in refused.output and "--label-columns" in refused.output
+
+    columns = ["--id-column", "ID", "--ignore-columns", "source"]
+    trained = CliRunner().invoke(cli, base + columns + ["--threshold-objective", "micro"])
+    assert trained.exit_code == 0, trained.output
+    meta = json.loads((tmp_path / "ckpt" / artifacts.CHECKPOINT_META).read_text())
+    assert meta["labels"] == generate_demo_corpus(n=10)[2]  # source skipped, file order kept
+    assert meta["train_args"]["threshold_objective"] == "micro"
+    assert len(set(meta["thresholds"])) == 1  # micro objective: one threshold shared by every label
+
+    preds = tmp_path / "preds.jsonl"
+    evaluated = CliRunner().invoke(cli, ["evaluate", "--checkpoint", str(tmp_path / "ckpt"), "--data", str(semeval_like),
+                                         "--text-column", "Tweet", *columns, "--predictions", str(preds)])
+    assert evaluated.exit_code == 0, evaluated.output
+    assert "used unchanged" in evaluated.output and "cross-fitted" not in evaluated.output  # not the tuning split
+    records = [json.loads(line) for line in preds.read_text().splitlines()]
+    assert len(records) == 600 and records[7]["id"] == "2018-En-00007"
+    assert set(records[7]["scores"]) == set(meta["labels"])
+    assert records[7]["labels"] == [n for n in meta["labels"] if records[7]["scores"][n] >= meta["thresholds"][0]]
+
+
+def test_training_without_a_tty_logs_progress_lines(reordered_csv, tmp_path, monkeypatch, caplog):
+    import logging
+
+    import toolkit.train as train_module
+    from toolkit.config import DataConfig, TrainConfig
+
+    monkeypatch.setattr(train_module, "PROGRESS_SECONDS", 0.0)  # every batch, instead of once a minute
+    with caplog.at_level(logging.INFO, logger="toolkit.train"):  # pytest's capture is not a TTY: tqdm is off
+        train_module.train(TrainConfig(data=DataConfig(path=reordered_csv), model="tiny", out=tmp_path / "p",
+                                       epochs=1, batch_size=50, max_train_samples=150, precision="fp32"))
+    lines = [r.getMessage() for r in caplog.records if "batch " in r.getMessage()]
+    assert [line.split(" (")[0] for line in lines] == [f"epoch 1/1: batch {i}/3" for i in (1, 2, 3)]
+    assert "s/batch" in lines[0] and "epoch ends in" in lines[0]
+
+
+def test_evaluate_knows_when_it_scores_the_split_the_thresholds_were_tuned_on(tmp_path):
+    from toolkit.config import DataConfig
+    from toolkit.train import _is_recorded_validation
+
+    (tmp_path / "dev.tsv").write_text("x")
+    spec = {"path": str(tmp_path.resolve()), "split": "dataset", "validation_file": str((tmp_path / "dev.tsv").resolve())}
+    assert _is_recorded_validation(None, "dev", spec)  # no --data: the recorded split itself
+    assert _is_recorded_validation(DataConfig(path=tmp_path), "dev", spec)
+    assert _is_recorded_validation(DataConfig(path=tmp_path / "dev.tsv"), "test", spec)
+    assert not _is_recorded_validation(DataConfig(path=tmp_path), "test", spec)
+    assert not _is_recorded_validation(DataConfig(path=tmp_path / "other.tsv"), "dev", spec)
+    assert not _is_recorded_validation(DataConfig(path=tmp_path), "dev", dict(spec, split="random"))

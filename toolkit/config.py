@@ -64,11 +64,19 @@ class DataConfig:
     format: Optional[str] = None  # None: by extension
     text_column: str = "text"
     labels_column: Optional[str] = None  # a column holding a list of label names
+    label_columns: Optional[tuple[str, ...]] = None  # the 0/1 label columns, in this order; None: every other column
+    ignore_columns: tuple[str, ...] = ()  # columns that are neither text, id nor label (metadata)
+    id_column: Optional[str] = None  # row ids, carried into per-text outputs
     val_fraction: float = 0.1  # used only when the data has no validation split
     seed: int = 42
 
     def __post_init__(self):
         _check(0.0 < self.val_fraction < 0.9, f"--val-fraction must be in (0, 0.9), got {self.val_fraction}")
+        _check(not (self.label_columns and self.labels_column),
+               "--label-columns (0/1 columns) and --labels-column (one list column) exclude each other; pass one")
+        named = [self.text_column, self.id_column, *(self.label_columns or ())]
+        clash = sorted({c for c in self.ignore_columns if c in named})
+        _check(not clash, f"--ignore-columns names {', '.join(clash)}, which is also the text, id or a label column")
 
 
 @dataclass(frozen=True)
@@ -78,11 +86,14 @@ class TrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
     model: Optional[str] = None  # None: 'minilm' when installed, else 'tiny'
     out: Path = DEFAULT_CHECKPOINT
-    epochs: int = 3  # the demo corpus converges in 3; GoEmotions wants 2-4
+    # epochs, lr, warmup_ratio: None takes the model's defaults (train.training_defaults: measured per
+    # preset, BERT-base's for other models); a value given here always wins.
+    epochs: Optional[int] = None
     batch_size: int = 32  # fits 2-core CPU memory and a 16 GB GPU at length 128
-    lr: Optional[float] = None  # None: 2e-5 for pretrained encoders (Devlin et al.), 1e-3 for random-init 'tiny'
+    lr: Optional[float] = None
     weight_decay: float = 0.01
-    warmup_ratio: float = 0.1  # linear warmup over the first 10% of steps
+    warmup_ratio: Optional[float] = None
+    threshold_objective: str = "macro"  # 'macro': per-label F1-best thresholds; 'micro': one shared, micro-F1-best
     max_grad_norm: float = 1.0
     max_length: int = 128  # GoEmotions comments are < 64 tokens at the 99th percentile
     dropout: float = 0.3  # as in the seed BERTClass
@@ -99,7 +110,10 @@ class TrainConfig:
     def __post_init__(self):
         _check(self.precision in ("auto", "fp32", "bf16", "fp16"),
                f"--precision must be auto, fp32, bf16 or fp16, got {self.precision!r}")
-        _check(self.epochs >= 1, f"--epochs must be >= 1, got {self.epochs}")
+        _check(self.epochs is None or self.epochs >= 1, f"--epochs must be >= 1, got {self.epochs}")
+        _check(self.warmup_ratio is None or 0.0 <= self.warmup_ratio < 1.0, f"--warmup must be in [0, 1), got {self.warmup_ratio}")
+        _check(self.threshold_objective in ("macro", "micro"),
+               f"--threshold-objective must be macro or micro, got {self.threshold_objective!r}")
         _check(self.batch_size >= 1, f"--batch-size must be >= 1, got {self.batch_size}")
         _check(self.lr is None or self.lr > 0, f"--lr must be > 0, got {self.lr}")
         _check(8 <= self.max_length <= 512, f"--max-length must be in [8, 512], got {self.max_length}")
@@ -154,6 +168,9 @@ class ValidateConfig:
     format: Optional[str] = None
     text_column: str = "text"
     labels_column: Optional[str] = None
+    label_columns: Optional[tuple[str, ...]] = None
+    ignore_columns: tuple[str, ...] = ()
+    id_column: Optional[str] = None
     split: str = "dev"
     variants: Optional[tuple[str, ...]] = None  # None: every variant in the export
     provider: str = "auto"
@@ -197,3 +214,70 @@ class BenchConfig:
         _check(self.provider in ("auto", "cpu", "cuda", "tensorrt"), f"--provider must be auto, cpu, cuda or tensorrt, got {self.provider!r}")
         _check(self.warmup >= 0, f"--warmup must be >= 0, got {self.warmup}")
         _check(self.iterations is None or self.iterations >= 1, f"--iterations must be >= 1, got {self.iterations}")
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """Everything `toolkit serve` needs."""
+
+    export: Path = DEFAULT_EXPORT
+    variant: str = "auto"
+    provider: str = "auto"
+    replicas: int = 1
+    threads_per_replica: Optional[int] = None  # None: physical cores // replicas, at least 1
+    max_batch_size: int = 32  # runtime.DEFAULT_MAX_BATCH: batches of 16-32 were fastest on 2 cores
+    batch_wait_ms: float = 5.0  # how long a batch waits to fill; see benchmarks/serving.md
+    host: str = "127.0.0.1"  # loopback only unless asked: 0.0.0.0 exposes the service
+    port: int = 8000  # Ray Serve's default
+    address: Optional[str] = None  # None: a local Ray instance; 'auto' or ray://host:10001: a cluster
+    max_texts: int = 256  # per request: bounds one request's latency (~8 batches of 32)
+    max_chars: int = 10_000  # per text: 128 tokens are read anyway; longer only costs tokenizing
+    max_body_bytes: int = 1 << 20  # 1 MiB: 256 texts of ~4 KB
+    # Requests a replica holds at once. Ray's default of 5 collapsed concurrency 32 to 8 req/s;
+    # it must cover a full batch plus the next one filling (2 x 32).
+    max_ongoing_requests: int = 64
+    access_log: bool = False
+
+    def __post_init__(self):
+        _check(self.replicas >= 1, f"--replicas must be >= 1, got {self.replicas}")
+        _check(self.threads_per_replica is None or self.threads_per_replica >= 1,
+               f"--threads-per-replica must be >= 1, got {self.threads_per_replica}")
+        _check(self.max_batch_size >= 1, f"--max-batch-size must be >= 1, got {self.max_batch_size}")
+        _check(0 <= self.batch_wait_ms <= 1000, f"--batch-wait-ms must be in [0, 1000], got {self.batch_wait_ms}")
+        _check(0 <= self.port <= 65535, f"--port must be in [0, 65535], got {self.port}")
+        for name in ("max_texts", "max_chars", "max_body_bytes", "max_ongoing_requests"):
+            _check(getattr(self, name) >= 1, f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+        _check(self.max_ongoing_requests >= self.max_batch_size,
+               f"--max-ongoing-requests ({self.max_ongoing_requests}) must be >= --max-batch-size "
+               f"({self.max_batch_size}), or batches never fill")
+
+
+SCORE_ENGINES = ("local", "ray")
+
+
+@dataclass(frozen=True)
+class ScoreConfig:
+    """Everything `toolkit score` needs."""
+
+    export: Path = DEFAULT_EXPORT
+    input: str = ""  # a file or a glob of JSONL, CSV or Parquet files
+    output: Path = Path("scores.jsonl")  # .jsonl, .csv or .parquet
+    variant: str = "auto"
+    provider: str = "auto"
+    text_column: str = "text"
+    id_column: Optional[str] = None  # None: the row number (0-based, across files in name order)
+    engine: str = "local"
+    batch_size: int = 256  # rows per chunk: the runtime sorts them by length into batches of 32
+    threads: Optional[int] = None  # per classifier; None: local all physical cores, ray 1 per actor
+    address: Optional[str] = None  # ray engine: None starts a local instance
+    concurrency: Optional[int] = None  # ray engine: actors; None: the cluster's CPUs // threads
+    force: bool = False
+
+    def __post_init__(self):
+        _check(bool(str(self.input).strip()), "--input is required: a file or a glob like 'data/*.jsonl'")
+        _check(self.engine in SCORE_ENGINES, f"--engine must be one of {', '.join(SCORE_ENGINES)}, got {self.engine!r}")
+        _check(self.batch_size >= 1, f"--batch-size must be >= 1, got {self.batch_size}")
+        _check(self.threads is None or self.threads >= 1, f"--threads must be >= 1, got {self.threads}")
+        _check(self.concurrency is None or self.concurrency >= 1, f"--concurrency must be >= 1, got {self.concurrency}")
+        _check(self.engine == "ray" or (self.address is None and self.concurrency is None),
+               "--address and --concurrency apply to --engine ray only")

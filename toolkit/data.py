@@ -7,6 +7,11 @@ Formats (by extension, or `format=`):
   the labels, in order) or one column holding a list of label names.
 - `jsonl`: one object per line, with the same two label layouts.
 A directory with `train.<ext>` and `dev|validation|val.<ext>` is a dataset with splits.
+
+Columns (DataConfig): `label_columns` names the 0/1 label columns (in that order) and ignores the
+rest; otherwise every column but the text, the id and `ignore_columns` is a label. `id_column`
+(default: a column named `id`, or GoEmotions' third field) gives each row an id that travels into
+per-text outputs.
 """
 from __future__ import annotations
 
@@ -29,7 +34,7 @@ FORMATS = ("goemotions", "csv", "tsv", "jsonl")
 _EXTENSIONS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl"}
 _VALIDATION_NAMES = ("dev", "validation", "val")
 _LIST_COLUMN_NAMES = ("labels", "emotions", "label")
-_IGNORED_COLUMNS = ("id",)  # row identifiers, never labels
+_ID_COLUMNS = ("id",)  # taken as the row id when no --id-column is given; never a label
 DEMO = "demo"
 
 
@@ -41,13 +46,15 @@ class LabeledTexts:
     labels: np.ndarray
     label_names: list[str]
     source: str = ""
+    ids: Optional[list[str]] = None  # one per text, from the id column; None when the data has none
 
     def __len__(self) -> int:
         return len(self.texts)
 
     def subset(self, index) -> "LabeledTexts":
         index = np.asarray(index, dtype=np.int64)
-        return LabeledTexts([self.texts[i] for i in index], self.labels[index], list(self.label_names), self.source)
+        ids = [self.ids[i] for i in index] if self.ids is not None else None
+        return LabeledTexts([self.texts[i] for i in index], self.labels[index], list(self.label_names), self.source, ids)
 
 
 @dataclass
@@ -69,6 +76,8 @@ def load_splits(cfg: DataConfig) -> DatasetSplits:
     """
     spec = {"path": str(Path(cfg.path).resolve()) if cfg.path else DEMO, "format": cfg.format,
             "text_column": cfg.text_column, "labels_column": cfg.labels_column,
+            "label_columns": list(cfg.label_columns) if cfg.label_columns else None,
+            "ignore_columns": list(cfg.ignore_columns), "id_column": cfg.id_column,
             "val_fraction": cfg.val_fraction, "seed": cfg.seed}
     if cfg.path is None:
         from toolkit.demo_corpus import generate_demo_corpus
@@ -82,13 +91,13 @@ def load_splits(cfg: DataConfig) -> DatasetSplits:
         raise DataError(f"{path}: no such file or directory; pass an existing dataset to --data")
     if path.is_dir():
         files = _split_files(path, cfg.format)
-        train = read_dataset(files["train"], cfg.format, cfg.text_column, cfg.labels_column)
+        train = read_config_file(files["train"], cfg)
         names = train.label_names
-        validation = read_dataset(files["validation"], cfg.format, cfg.text_column, cfg.labels_column, names)
-        test = read_dataset(files["test"], cfg.format, cfg.text_column, cfg.labels_column, names) if "test" in files else None
+        validation = read_config_file(files["validation"], cfg, names)
+        test = read_config_file(files["test"], cfg, names) if "test" in files else None
         spec.update(split="dataset", validation_file=str(files["validation"].resolve()))
         return DatasetSplits(train, validation, test, names, spec)
-    return _random_split(read_dataset(path, cfg.format, cfg.text_column, cfg.labels_column), cfg.val_fraction, cfg.seed, spec)
+    return _random_split(read_config_file(path, cfg), cfg.val_fraction, cfg.seed, spec)
 
 
 def load_validation_split(spec: dict, label_names: list[str]) -> LabeledTexts:
@@ -100,29 +109,42 @@ def config_from_spec(spec: dict) -> DataConfig:
     """The DataConfig that a checkpoint's recorded data spec (`DatasetSplits.spec`) came from."""
     return DataConfig(path=None if spec.get("path") in (None, DEMO) else Path(spec["path"]),
                       format=spec.get("format"), text_column=spec.get("text_column", "text"),
-                      labels_column=spec.get("labels_column"), val_fraction=spec.get("val_fraction", 0.1),
-                      seed=spec.get("seed", 42))
+                      labels_column=spec.get("labels_column"),
+                      label_columns=tuple(spec["label_columns"]) if spec.get("label_columns") else None,
+                      ignore_columns=tuple(spec.get("ignore_columns") or ()), id_column=spec.get("id_column"),
+                      val_fraction=spec.get("val_fraction", 0.1), seed=spec.get("seed", 42))
 
 
 def read_dataset(path: Path, format: str | None = None, text_column: str = "text",
-                 labels_column: str | None = None, label_names: list[str] | None = None) -> LabeledTexts:
-    """Read one file into LabeledTexts.
+                 labels_column: str | None = None, label_names: list[str] | None = None, *,
+                 label_columns: Optional[tuple[str, ...]] = None, ignore_columns: tuple[str, ...] = (),
+                 id_column: str | None = None) -> LabeledTexts:
+    """Read one file into LabeledTexts (the column options as in DataConfig; see read_config_file)."""
+    columns = DataConfig(format=format, text_column=text_column, labels_column=labels_column,
+                         label_columns=tuple(label_columns) if label_columns else None,
+                         ignore_columns=tuple(ignore_columns), id_column=id_column)
+    return read_config_file(path, columns, label_names)
+
+
+def read_config_file(path: Path, cfg: DataConfig, label_names: list[str] | None = None) -> LabeledTexts:
+    """Read one file into LabeledTexts, with `cfg`'s format and column choices (its path is ignored).
 
     Args:
         label_names: for a list-of-names column, the label order to use (else first appearance).
+    Raises:
+        DataError: missing file, unknown format, malformed rows, unknown columns.
     """
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such file; pass an existing dataset to --data")
-    fmt = _detect_format(path, format)
+    fmt = _detect_format(path, cfg.format)
     text = _read_utf8(path)
     if fmt == "goemotions":
         data = _read_goemotions(path, text)
     elif fmt == "jsonl":
-        data = _read_records(path, _jsonl_records(path, text), text_column, labels_column, label_names)
+        data = _read_records(path, _jsonl_records(path, text), cfg, label_names)
     else:
-        data = _read_records(path, _delimited_records(path, text, "\t" if fmt == "tsv" else ","),
-                             text_column, labels_column, label_names)
+        data = _read_records(path, _delimited_records(path, text, "\t" if fmt == "tsv" else ","), cfg, label_names)
     if len(data) == 0:
         raise DataError(f"{path}: no usable rows; the file needs a header and at least one labelled text")
     return data
@@ -144,7 +166,7 @@ def align_labels(data: LabeledTexts, label_names: list[str]) -> LabeledTexts:
             "the data must carry exactly the model's labels"
         )
     order = [data.label_names.index(n) for n in label_names]
-    return LabeledTexts(data.texts, data.labels[:, order], list(label_names), data.source)
+    return LabeledTexts(data.texts, data.labels[:, order], list(label_names), data.source, data.ids)
 
 
 def read_label_names(spec: str) -> list[str]:
@@ -218,18 +240,18 @@ def _read_goemotions(path: Path, text: str) -> LabeledTexts:
     if not emotions_file.is_file():
         raise DataError(f"{path}: GoEmotions format needs emotions.txt beside it; add the label list (one per line)")
     names = read_label_names(str(emotions_file))
-    texts, rows = [], []
+    texts, rows, ids = [], [], []  # ids: the comment id, GoEmotions' third field
     for lineno, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         cols = line.split("\t")
         if len(cols) < 2:
             raise DataError(f"{path}:{lineno}: expected 'text<TAB>label ids<TAB>id', found {len(cols)} column(s)")
-        body, ids = cols[0], cols[1]
+        body, label_ids = cols[0], cols[1]
         if not body.strip():
             raise DataError(f"{path}:{lineno}: blank text; remove the row or fill in the text")
         row = np.zeros(len(names), dtype=np.float32)
-        for token in ids.split(","):
+        for token in label_ids.split(","):
             token = token.strip()
             if not token.isdigit() or int(token) >= len(names):
                 raise DataError(
@@ -239,7 +261,9 @@ def _read_goemotions(path: Path, text: str) -> LabeledTexts:
             row[int(token)] = 1.0
         texts.append(body)
         rows.append(row)
-    return LabeledTexts(texts, np.asarray(rows, dtype=np.float32).reshape(-1, len(names)), names, str(path))
+        ids.append(cols[2].strip() if len(cols) > 2 else "")
+    matrix = np.asarray(rows, dtype=np.float32).reshape(-1, len(names))
+    return LabeledTexts(texts, matrix, names, str(path), ids if all(ids) else None)
 
 
 def _delimited_records(path: Path, text: str, delimiter: str):
@@ -277,31 +301,47 @@ def _jsonl_records(path: Path, text: str):
         raise DataError(f"{path}: empty file; it needs one JSON object per line")
 
 
-def _read_records(path, records, text_column, labels_column, label_names) -> LabeledTexts:
-    header = next(records)
-    if text_column not in header:
-        raise DataError(f"{path}: no text column {text_column!r} (columns: {', '.join(map(str, header))}); pass --text-column")
-    list_column = labels_column or next((c for c in _LIST_COLUMN_NAMES if c in header), None)
-    if labels_column and labels_column not in header:
-        raise DataError(f"{path}: no labels column {labels_column!r} (columns: {', '.join(map(str, header))}); fix --labels-column")
+def _read_records(path, records, cfg: DataConfig, label_names) -> LabeledTexts:
+    header = [str(h) for h in next(records)]
+    _check_columns(path, header, cfg)
+    id_column = cfg.id_column or next((c for c in _ID_COLUMNS if c in header), None)
+    list_column = cfg.labels_column or (None if cfg.label_columns else next((c for c in _LIST_COLUMN_NAMES if c in header), None))
+    rows = list(records)
+    texts = [_text_of(path, lineno, rec, cfg.text_column) for lineno, rec in rows]
+    ids = [_id_of(path, lineno, rec, id_column) for lineno, rec in rows] if id_column else None
     if list_column:
-        return _read_label_lists(path, records, text_column, list_column, label_names)
-    label_columns = [c for c in header if c != text_column and c not in _IGNORED_COLUMNS]
+        matrix, names = _label_lists(path, rows, list_column, label_names)
+        return LabeledTexts(texts, matrix, names, str(path), ids)
+    skip = {cfg.text_column, id_column, *cfg.ignore_columns}
+    label_columns = list(cfg.label_columns or [c for c in header if c not in skip])
     if not label_columns:
         raise DataError(f"{path}: no label columns; add one 0/1 column per label or a 'labels' column with label names")
-    texts, rows = [], []
-    for lineno, rec in records:
-        texts.append(_text_of(path, lineno, rec, text_column))
-        rows.append([_binary(path, lineno, col, rec.get(col)) for col in label_columns])
-    return LabeledTexts(texts, np.asarray(rows, dtype=np.float32).reshape(-1, len(label_columns)), label_columns, str(path))
+    matrix = [[_binary(path, lineno, col, rec.get(col)) for col in label_columns] for lineno, rec in rows]
+    return LabeledTexts(texts, np.asarray(matrix, dtype=np.float32).reshape(-1, len(label_columns)), label_columns,
+                        str(path), ids)
 
 
-def _read_label_lists(path, records, text_column, list_column, label_names) -> LabeledTexts:
+def _check_columns(path, header: list[str], cfg: DataConfig) -> None:
+    shown = ", ".join(header)
+    if cfg.text_column not in header:
+        raise DataError(f"{path}: no text column {cfg.text_column!r} (columns: {shown}); pass --text-column")
+    if cfg.labels_column and cfg.labels_column not in header:
+        raise DataError(f"{path}: no labels column {cfg.labels_column!r} (columns: {shown}); fix --labels-column")
+    if cfg.id_column and cfg.id_column not in header:
+        raise DataError(f"{path}: no id column {cfg.id_column!r} (columns: {shown}); fix --id-column")
+    missing = [c for c in (cfg.label_columns or ()) if c not in header]
+    if missing:
+        raise DataError(f"{path}: no label column {', '.join(map(repr, missing))} (columns: {shown}); fix --label-columns")
+    absent = [c for c in cfg.ignore_columns if c not in header]
+    if absent:
+        log.warning("%s: --ignore-columns %s not in the file (columns: %s)", path, ", ".join(absent), shown)
+
+
+def _label_lists(path, rows, list_column, label_names) -> tuple[np.ndarray, list[str]]:
     names = list(label_names or [])
     fixed = label_names is not None
-    texts, label_sets = [], []
-    for lineno, rec in records:
-        texts.append(_text_of(path, lineno, rec, text_column))
+    label_sets = []
+    for lineno, rec in rows:
         labels = _parse_label_list(path, lineno, rec.get(list_column))
         for name in labels:
             if name not in names:
@@ -309,11 +349,11 @@ def _read_label_lists(path, records, text_column, list_column, label_names) -> L
                     raise DataError(f"{path}:{lineno}: label {name!r} is not one of the dataset's labels ({', '.join(names)})")
                 names.append(name)
         label_sets.append(labels)
-    matrix = np.zeros((len(texts), len(names)), dtype=np.float32)
+    matrix = np.zeros((len(rows), len(names)), dtype=np.float32)
     for i, labels in enumerate(label_sets):
         for name in labels:
             matrix[i, names.index(name)] = 1.0
-    return LabeledTexts(texts, matrix, names, str(path))
+    return matrix, names
 
 
 def _parse_label_list(path, lineno, value) -> list[str]:
@@ -340,10 +380,19 @@ def _text_of(path, lineno, rec, column) -> str:
     return value
 
 
+def _id_of(path, lineno, rec, column) -> str:
+    value = rec.get(column)
+    if value is None or not str(value).strip():
+        raise DataError(f"{path}:{lineno}: blank id in column {column!r}; every row needs an id, or drop --id-column")
+    return str(value).strip()
+
+
 def _binary(path, lineno, column, value) -> float:
     text = str(value).strip().lower() if value is not None else ""
     if text in ("1", "1.0", "true"):
         return 1.0
     if text in ("0", "0.0", "false"):
         return 0.0
-    raise DataError(f"{path}:{lineno}: column {column!r} has {value!r}; label columns must hold 0 or 1")
+    raise DataError(f"{path}:{lineno}: column {column!r} has {value!r}; label columns must hold 0 or 1. If {column!r} "
+                    f"is not a label: --id-column {column} (row ids) or --ignore-columns {column} (metadata); "
+                    "or name the labels with --label-columns a,b,c")

@@ -50,8 +50,6 @@ def compute_metrics(y_true: np.ndarray, probs: np.ndarray, thresholds, label_nam
         thresholds: a float or L floats; a label is predicted when prob >= threshold.
         label_names: L names, in column order.
     """
-    from sklearn.metrics import precision_recall_fscore_support, roc_auc_score
-
     y_true = np.asarray(y_true).astype(np.int64)
     probs = np.asarray(probs, dtype=np.float64)
     if y_true.shape != probs.shape or y_true.ndim != 2 or y_true.shape[1] != len(label_names):
@@ -59,20 +57,22 @@ def compute_metrics(y_true: np.ndarray, probs: np.ndarray, thresholds, label_nam
     thr = np.broadcast_to(np.asarray(thresholds, dtype=np.float64), (y_true.shape[1],))
     y_pred = (probs >= thr).astype(np.int64)
 
-    kw = dict(zero_division=0)
-    mi = precision_recall_fscore_support(y_true, y_pred, average="micro", **kw)
-    ma = precision_recall_fscore_support(y_true, y_pred, average="macro", **kw)
-    p, r, f, s = precision_recall_fscore_support(y_true, y_pred, average=None, **kw)
+    # Counted here rather than with sklearn's precision_recall_fscore_support, which reads a
+    # one-label (n, 1) matrix as a binary problem and reports classes 0 and 1 instead of the label.
+    # Same convention as sklearn's zero_division=0: 0/0 counts as 0.
+    tp = (y_pred & y_true).sum(0)
+    fp = (y_pred & (1 - y_true)).sum(0)
+    fn = ((1 - y_pred) & y_true).sum(0)
+    p, r, f = _ratio(tp, tp + fp), _ratio(tp, tp + fn), _ratio(2 * tp, 2 * tp + fp + fn)
+    s = y_true.sum(0)
+    mi = (_ratio(tp.sum(), tp.sum() + fp.sum()), _ratio(tp.sum(), tp.sum() + fn.sum()),
+          _ratio(2 * tp.sum(), 2 * tp.sum() + fp.sum() + fn.sum()))
+    ma = (float(p.mean()), float(r.mean()), float(f.mean()))
     per_label = [
         LabelMetrics(name, int(s[i]), float(p[i]), float(r[i]), float(f[i]), float(thr[i]))
         for i, name in enumerate(label_names)
     ]
-    # ROC-AUC is undefined for a label with one class only: score the labels that have both.
-    both = (y_true.sum(0) > 0) & (y_true.sum(0) < len(y_true))
-    auc_micro = auc_macro = None
-    if both.any():
-        auc_micro = float(roc_auc_score(y_true[:, both], probs[:, both], average="micro"))
-        auc_macro = float(roc_auc_score(y_true[:, both], probs[:, both], average="macro"))
+    auc_micro, auc_macro = _roc_auc(y_true, probs)
     return MetricReport(
         micro_f1=float(mi[2]), macro_f1=float(ma[2]),
         micro_precision=float(mi[0]), micro_recall=float(mi[1]),
@@ -83,29 +83,103 @@ def compute_metrics(y_true: np.ndarray, probs: np.ndarray, thresholds, label_nam
     )
 
 
-def tune_thresholds(y_true: np.ndarray, probs: np.ndarray, default: float = DEFAULT_THRESHOLD) -> np.ndarray:
-    """Per-label threshold that maximizes that label's F1 on (y_true, probs).
+THRESHOLD_OBJECTIVES = ("macro", "micro")
+CROSS_FIT_FOLDS = 5  # 5-fold: each tuning set keeps 80% of the split, enough positives for most rare labels
 
-    A label with no positives keeps `default`: any threshold gives F1 = 0 there, and 0.5
-    is the only choice that does not overfit. The threshold is placed midway between the
-    best cut's score and the next lower score seen: the same decisions on this data, but no
-    text sits exactly on a threshold, where any rounding (fp16, int8, other padding) would
-    flip it.
+
+def tune_thresholds(y_true: np.ndarray, probs: np.ndarray, default: float = DEFAULT_THRESHOLD,
+                    objective: str = "macro") -> np.ndarray:
+    """Decision thresholds tuned on (y_true, probs).
+
+    objective 'macro' (per-label F1): each label gets the threshold that maximizes its own F1,
+    which maximizes macro-F1. A label with no positives keeps `default`: any threshold gives
+    F1 = 0 there, and 0.5 is the only choice that does not overfit. Rare labels get low
+    thresholds, so micro-F1 (dominated by frequent labels' precision) can fall.
+
+    objective 'micro': one threshold shared by every label, the one that maximizes micro-F1
+    over the pooled (text, label) decisions. One number cannot overfit rare labels.
+
+    Each threshold is placed midway between the best cut's score and the next lower score
+    seen: the same decisions on this data, but no text sits exactly on a threshold, where any
+    rounding (fp16, int8, other padding) would flip it.
+
+    Raises:
+        ValueError: unknown objective.
     """
-    from sklearn.metrics import precision_recall_curve
+    if objective not in THRESHOLD_OBJECTIVES:
+        raise ValueError(f"threshold objective must be one of {THRESHOLD_OBJECTIVES}, got {objective!r}")
+    y_true = np.asarray(y_true).astype(np.int64)
+    probs = np.asarray(probs, dtype=np.float64)
+    if objective == "micro":
+        if y_true.sum() == 0:
+            return np.full(y_true.shape[1], default, dtype=np.float64)
+        return np.full(y_true.shape[1], _best_f1_cut(y_true.ravel(), probs.ravel()), dtype=np.float64)
+    out = np.full(y_true.shape[1], default, dtype=np.float64)
+    for j in range(y_true.shape[1]):
+        if y_true[:, j].sum() > 0:
+            out[j] = _best_f1_cut(y_true[:, j], probs[:, j])
+    return out
+
+
+def cross_fitted_metrics(y_true: np.ndarray, probs: np.ndarray, label_names: list[str],
+                         objective: str = "macro", folds: int = CROSS_FIT_FOLDS, seed: int = 0) -> MetricReport:
+    """Tuned-threshold metrics that do not score thresholds on the texts they were tuned on.
+
+    The split is cut into `folds` shuffled folds (scikit-learn KFold, `seed`); each fold's
+    texts are decided by thresholds tuned on the other folds, and the metrics are computed once
+    over all these out-of-fold decisions. Pooling, rather than averaging per-fold F1, keeps rare
+    labels fair: a fold can hold no positive of a label, and its per-fold F1 would be 0.
+    The reported per-label `threshold` is the mean over folds.
+
+    Raises:
+        ValueError: fewer than 2 texts per fold.
+    """
+    from sklearn.model_selection import KFold
 
     y_true = np.asarray(y_true).astype(np.int64)
     probs = np.asarray(probs, dtype=np.float64)
-    out = np.full(y_true.shape[1], default, dtype=np.float64)
-    for j in range(y_true.shape[1]):
-        if y_true[:, j].sum() == 0:
-            continue
-        precision, recall, thr = precision_recall_curve(y_true[:, j], probs[:, j])
-        f1 = np.where(precision + recall > 0, 2 * precision * recall / np.maximum(precision + recall, 1e-12), 0.0)
-        best = int(np.argmax(f1[:-1]))  # the last point (recall 0) has no threshold
-        below = probs[:, j][probs[:, j] < thr[best]]
-        out[j] = float((thr[best] + (below.max() if below.size else 0.0)) / 2)
-    return out
+    if len(y_true) < 2 * folds:
+        raise ValueError(f"{len(y_true)} texts are too few for {folds}-fold cross-fitting")
+    decisions = np.zeros_like(y_true)
+    thresholds = np.zeros((folds, y_true.shape[1]))
+    for k, (tune_idx, held_idx) in enumerate(KFold(folds, shuffle=True, random_state=seed).split(probs)):
+        thresholds[k] = tune_thresholds(y_true[tune_idx], probs[tune_idx], objective=objective)
+        decisions[held_idx] = probs[held_idx] >= thresholds[k]
+    # Decisions are already 0/1: scoring them at 0.5 reproduces them exactly.
+    report = compute_metrics(y_true, decisions.astype(np.float64), DEFAULT_THRESHOLD, label_names)
+    for m, thr in zip(report.per_label, thresholds.mean(0)):
+        m.threshold = float(thr)
+    report.roc_auc_micro, report.roc_auc_macro = _roc_auc(y_true, probs)
+    return report
+
+
+def _best_f1_cut(y: np.ndarray, p: np.ndarray) -> float:
+    """The F1-maximizing threshold for one binary problem, midway below the best cut."""
+    from sklearn.metrics import precision_recall_curve
+
+    precision, recall, thr = precision_recall_curve(y, p)
+    f1 = np.where(precision + recall > 0, 2 * precision * recall / np.maximum(precision + recall, 1e-12), 0.0)
+    best = int(np.argmax(f1[:-1]))  # the last point (recall 0) has no threshold
+    below = p[p < thr[best]]
+    return float((thr[best] + (below.max() if below.size else 0.0)) / 2)
+
+
+def _ratio(num, den):
+    """num / den elementwise, 0 where den is 0 (sklearn's zero_division=0)."""
+    num, den = np.asarray(num, dtype=np.float64), np.asarray(den, dtype=np.float64)
+    out = np.divide(num, den, out=np.zeros_like(num), where=den > 0)
+    return out if out.ndim else float(out)
+
+
+def _roc_auc(y_true: np.ndarray, probs: np.ndarray) -> tuple[float | None, float | None]:
+    """Micro and macro ROC-AUC over the labels that have both classes (undefined for the others)."""
+    from sklearn.metrics import roc_auc_score
+
+    both = (y_true.sum(0) > 0) & (y_true.sum(0) < len(y_true))
+    if not both.any():
+        return None, None
+    return (float(roc_auc_score(y_true[:, both], probs[:, both], average="micro")),
+            float(roc_auc_score(y_true[:, both], probs[:, both], average="macro")))
 
 
 def sigmoid(logits: np.ndarray) -> np.ndarray:

