@@ -20,18 +20,8 @@ from toolkit import artifacts
 from toolkit.cli import cli
 from toolkit.config import Gates, ValidateConfig, Variant
 from toolkit.errors import DataError, ModelError, ProviderError, ValidationFailed
-from toolkit.validate import (
-    Check,
-    LabelRow,
-    Parity,
-    format_markdown,
-    format_summary,
-    gate_checks,
-    manifest_checks,
-    near_threshold_count,
-    parity_stats,
-    validate_export,
-)
+from toolkit.parity import Check, LabelRow, Parity, gate_checks, manifest_checks, near_threshold_count, parity_stats
+from toolkit.validate import format_markdown, format_summary, validate_export
 
 LABELS = ["a", "b", "c"]
 

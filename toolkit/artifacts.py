@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 FORMAT_VERSION = 1
 CHECKPOINT_META = "toolkit.json"
 MANIFEST = "manifest.json"
+VALIDATION_STATUS = "validation_status"  # manifest key: {variant: {passed, failures, validated, data, provider}}
 HF_CONFIG = "config.json"
 TOKENIZER_JSON = "tokenizer.json"
 VARIANT_FILES = {"fp32": "model.onnx", "fp16": "model_fp16.onnx", "int8": "model_int8.onnx"}

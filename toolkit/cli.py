@@ -262,18 +262,34 @@ def evaluate(checkpoint, data, fmt, split, text_column, labels_column, label_col
 @click.option("--base-model", default=None, help="For a seed state_dict: preset, directory or hub name giving config and tokenizer.")
 @click.option("--labels", default=None, help="For a seed state_dict: label file (one per line) or 'a,b,c' in head order.")
 @click.option("--max-length", type=int, default=None, help="Tokenizer max length recorded for apps. Default: the checkpoint's.")
+@click.option("--int8-recipe", type=click.Choice(["per-token", "per-tensor"]), default="per-token", show_default=True,
+              help="per-token: batch-invariant scores, gated search on the validation split. "
+                   "per-tensor: onnxruntime's default (scores move with batch-mates), for comparison only.")
+@click.option("--int8-search-seconds", type=float, default=600, show_default=True,
+              help="Budget of the int8 search (smoothing, then MatMuls kept in float until the gates pass); 0: no search.")
+@click.option("--int8-max-float", type=int, default=8, show_default=True, help="At most this many MatMuls kept in float.")
 @click.option("--force", is_flag=True, help="Replace an existing --out directory.")
 def export(checkpoint, out, variants, opset, int8_mode, calibration_data, calibration_samples, base_model, labels,
-           max_length, force):
-    """Export ONNX fp32, fp16 and int8 variants into one self-describing directory."""
+           max_length, int8_recipe, int8_search_seconds, int8_max_float, force):
+    """Export ONNX fp32, fp16 and int8 variants into one self-describing directory.
+
+    The int8 variant is gated at export on the checkpoint's validation split with the same
+    gates as `toolkit validate`; if no candidate passes, it is written, marked failed in the
+    manifest, never picked by variant auto, and this command says so (exit 0: the export is usable).
+    """
     from toolkit.config import ExportConfig
     from toolkit.export import export_model, format_summary
 
     cfg = ExportConfig(checkpoint=checkpoint, out=out, variants=variants, opset=opset, int8_mode=int8_mode,
                        calibration_data=calibration_data, calibration_samples=calibration_samples,
-                       base_model=base_model, labels=labels, max_length=max_length, force=force)
+                       base_model=base_model, labels=labels, max_length=max_length, force=force,
+                       int8_recipe=int8_recipe, int8_search_seconds=int8_search_seconds, int8_max_float=int8_max_float)
     result = export_model(cfg)
     click.echo(format_summary(result))
+    for variant in result.variants:
+        if variant.failed:
+            click.secho(f"WARNING: {variant.variant} FAILED its gates on the validation split and is marked failed "
+                        f"in the manifest (variant auto skips it): {'; '.join(variant.failed)}", fg="red", err=True)
 
 
 # ---------------------------------------------------------------------------- validate
@@ -387,6 +403,7 @@ def predict(texts, export_dir, variant, provider, threshold_override, file_path,
             raise click.UsageError("give texts as arguments, --file PATH, or on stdin")
         texts = tuple(line for line in sys.stdin.read().splitlines() if line.strip())
     classifier = EmotionClassifier.load(export_dir, variant=variant, provider=provider)
+    click.echo(f"variant {classifier.variant} on {classifier.provider} ({export_dir})", err=True)
     predictions = classifier.predict(list(texts), threshold=threshold_override)
     if pretty:
         width = min(60, max((len(t) for t in texts), default=4))

@@ -140,9 +140,20 @@ class ExportConfig:
     labels: Optional[str] = None  # for seed state_dict checkpoints: file or comma list
     max_length: Optional[int] = None  # None: the checkpoint's training max length
     force: bool = False
+    int8_recipe: str = "per-token"  # 'per-token' (batch-invariant) | 'per-tensor' (for comparison only)
+    # The int8 search (smoothing, then MatMuls kept in float) gates candidates on the validation
+    # split; 600 s bounds it on 2 cores (MiniLM: ~4 s a candidate, 37 MatMuls to rank).
+    int8_search_seconds: float = 600.0
+    int8_max_float: int = 8  # each float MatMul costs BERT-base ~1-3% of int8 speed; past 8 ship fp16/fp32
+    calibration_texts: int = 256  # smoothing and sensitivity: per-channel maxima settle by ~200 texts
+    gates: Gates = field(default_factory=lambda: Gates())
 
     def __post_init__(self):
         _check(len(self.variants) > 0, "--variants must name at least one of fp32, fp16, int8")
+        _check(self.int8_recipe in ("per-token", "per-tensor"),
+               f"--int8-recipe must be per-token or per-tensor, got {self.int8_recipe!r}")
+        _check(self.int8_search_seconds >= 0, f"--int8-search-seconds must be >= 0, got {self.int8_search_seconds}")
+        _check(self.int8_max_float >= 0, f"--int8-max-float must be >= 0, got {self.int8_max_float}")
         _check(self.calibration_samples >= 1, f"--calibration-samples must be >= 1, got {self.calibration_samples}")
         _check(self.opset >= 17, f"--opset must be >= 17 (LayerNormalization), got {self.opset}")
         _check(self.int8_mode in ("dynamic", "static"), f"--int8 must be dynamic or static, got {self.int8_mode!r}")

@@ -113,6 +113,7 @@ class VariantResult:
     initializers: dict = field(default_factory=dict)  # {dtype name: {"count", "bytes"}}
     settings: dict = field(default_factory=dict)  # how the variant was made
     parity: Optional[Parity] = None
+    failed: list[str] = field(default_factory=list)  # gate failures at export: the variant ships marked failed
 
     @property
     def max_abs_diff(self) -> Optional[float]:
@@ -162,7 +163,7 @@ def export_model(cfg: ExportConfig) -> ExportResult:
             fused, fuse_seconds = _fuse(fp32_path, work, loaded.model.config)
             results.append(_to_fp16(fused, tmp, fuse_seconds))
         if "int8" in wanted:
-            results.append(_quantize_int8(fp32_path, tmp))
+            results.append(_quantize_int8(fp32_path, tmp, work, cfg, loaded))
         if INT8_STATIC in wanted:
             results.append(_quantize_int8_static(fp32_path, tmp, work, loaded, texts))
         _check_parity(loaded, tmp, results, int(cfg.max_length or loaded.max_length))
@@ -345,31 +346,97 @@ def _to_fp16(fused_path: Path, out: Path, fuse_seconds: float) -> VariantResult:
     return result
 
 
-def _quantize_int8(fp32_path: Path, out: Path) -> VariantResult:
-    """Dynamic int8: per-channel int8 weights, uint8 activations quantized at run time."""
+def _quantize_int8(fp32_path: Path, out: Path, work: Path, cfg: ExportConfig, loaded) -> VariantResult:
+    """Dynamic int8 by `cfg.int8_recipe`; per-token runs the gated search when a validation split is known."""
     import onnx
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    from toolkit import quantize
 
     started = time.perf_counter()
-    log.info("quantizing to int8 (dynamic)")
     path = out / artifacts.variant_file(Variant.INT8)
     head = _logits_head_nodes(onnx.load(str(fp32_path), load_external_data=False))
-    excluded = head + [n + "_MatMul" for n in head]  # the quantizer rewrites Gemm to <name>_MatMul + <name>_Add
+    gate = _int8_gate(cfg, loaded, fp32_path) if cfg.int8_recipe == "per-token" else None
+    log.info("quantizing to int8 (%s recipe%s)", cfg.int8_recipe, ", gated search" if gate else "")
     try:
-        quantize_dynamic(
-            fp32_path, path, op_types_to_quantize=list(INT8_DYNAMIC_OPS), per_channel=INT8_PER_CHANNEL,
-            reduce_range=INT8_REDUCE_RANGE, weight_type=QuantType.QInt8,
-            nodes_to_exclude=excluded,
-            # optimum's graph leaves some shapes to ONNX inference it cannot finish; every float here is float32
-            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
-        )
+        if gate is None:
+            settings = quantize.quantize_int8(fp32_path, path, cfg.int8_recipe, head)
+            search = None
+        else:
+            settings, search = _search_int8(fp32_path, path, work, cfg, head, gate)
     except Exception as e:  # the quantizer raises RuntimeError/ValueError/AssertionError
-        raise ExportError(f"{path.name}: dynamic int8 quantization failed ({_first_line(e)}); "
+        raise ExportError(f"{path.name}: int8 quantization failed ({_first_line(e)}); "
                           "export --variants fp32,fp16 meanwhile") from e
-    return _describe("int8", path, time.perf_counter() - started,
-                     {"mode": "dynamic", "weight_type": "QInt8", "per_channel": INT8_PER_CHANNEL,
-                      "reduce_range": INT8_REDUCE_RANGE, "op_types": list(INT8_DYNAMIC_OPS),
-                      "excluded_nodes": excluded})
+    settings["search"] = _search_record(cfg, search)
+    result = _describe("int8", path, time.perf_counter() - started, settings)
+    if search is not None and search.passed is False:
+        result.failed = list(search.outcome.failures)
+        log.error("int8: NO CANDIDATE PASSED THE INT8 GATES on the validation split within %.0f s (%s). "
+                  "model_int8.onnx is written but marked failed in the manifest, and variant='auto' will not "
+                  "load it; ship fp16/fp32, or raise --int8-search-seconds / --int8-max-float",
+                  cfg.int8_search_seconds, "; ".join(result.failed))
+    return result
+
+
+def _int8_gate(cfg: ExportConfig, loaded, fp32_path: Path):
+    """A SplitGate on the checkpoint's validation split, or None (no split recorded, or search disabled)."""
+    from toolkit.data import align_labels, config_from_spec, load_splits
+    from toolkit.quantize import SplitGate, encode_batches
+
+    spec = (loaded.meta or {}).get("data")
+    if not spec or cfg.int8_search_seconds <= 0:
+        return None
+    splits = load_splits(config_from_spec(spec))
+    validation = align_labels(splits.validation, list(loaded.label_names))
+    names = _graph_inputs(fp32_path)
+    max_length = int(cfg.max_length or loaded.max_length)
+    rng = np.random.default_rng(0)
+    train_texts = [splits.train.texts[i] for i in rng.permutation(len(splits.train))[: cfg.calibration_texts]]
+    feeds = encode_batches(loaded.tokenizer, validation.texts, names, max_length)
+    proxy = encode_batches(loaded.tokenizer, train_texts, names, max_length)
+    return SplitGate(fp32_path, feeds, validation.labels, np.asarray(loaded.thresholds), loaded.label_names,
+                     cfg.gates, proxy)
+
+
+def _search_int8(fp32_path: Path, path: Path, work: Path, cfg: ExportConfig, head: list[str], gate):
+    from toolkit import quantize
+
+    factors = quantize.smoothing_factors(fp32_path, [feed for _, feed in gate.proxy_feeds], head)
+    candidate = work / "int8_candidate.onnx"
+    built: dict = {}
+
+    def build(smooth: bool, floats: tuple[str, ...]) -> Path:
+        built["settings"] = quantize.quantize_int8(fp32_path, candidate, "per-token", [*head, *floats],
+                                                   factors if smooth else None)
+        built["settings"]["float_nodes"] = list(floats)
+        return candidate
+
+    candidates = _quantizable_matmuls(fp32_path, head)
+    search = quantize.search_int8(build, gate.evaluate, gate.proxy_error, candidates, cfg.int8_search_seconds,
+                                  cfg.int8_max_float)
+    shutil.copy2(candidate, path)
+    return built["settings"], search
+
+
+def _search_record(cfg: ExportConfig, search) -> dict:
+    if search is None:
+        reason = ("per-tensor recipe (comparison only)" if cfg.int8_recipe != "per-token"
+                  else "no validation split recorded in the checkpoint" if cfg.int8_search_seconds > 0
+                  else "--int8-search-seconds 0")
+        return {"ran": False, "reason": reason}
+    return {"ran": True, "passed": search.passed, "seconds": round(search.seconds, 1),
+            "budget_seconds": cfg.int8_search_seconds, "budget_exhausted": search.budget_exhausted,
+            "smoothing": search.smoothing, "float_nodes": list(search.float_nodes),
+            "outcome": search.outcome.to_dict() if search.outcome else None, "trace": search.trace,
+            "sensitivity": {k: round(v, 6) for k, v in search.sensitivity.items()},
+            "reference": "fp32 ONNX graph on the checkpoint's validation split"}
+
+
+def _quantizable_matmuls(fp32_path: Path, head: list[str]) -> list[str]:
+    import onnx
+
+    model = onnx.load(str(fp32_path), load_external_data=False)
+    weights = {init.name for init in model.graph.initializer}
+    return [n.name for n in model.graph.node if n.op_type == "MatMul" and n.input[1] in weights and n.name not in head]
 
 
 def _quantize_int8_static(fp32_path: Path, out: Path, work: Path, loaded, texts: Sequence[str]) -> VariantResult:
@@ -618,7 +685,9 @@ def _variant_entry(r: VariantResult, fp32_bytes: int) -> dict:
     return {"file": r.file, "sha256": r.sha256, "bytes": r.bytes, "size_vs_fp32": r.bytes / fp32_bytes,
             "opset": r.opset, "precision": r.precision, "fused_ops": r.fused_ops, "quantized_ops": r.quantized_ops,
             "quantized_matmuls": r.quantized_matmuls, "initializers": r.initializers, "settings": r.settings,
-            "export_seconds": r.seconds, "parity": r.parity.to_dict() if r.parity else None}
+            "export_seconds": r.seconds, "parity": r.parity.to_dict() if r.parity else None,
+            # what `EmotionClassifier.load(variant="auto")` reads: a failed variant is never picked
+            "status": "failed" if r.failed else "ok", "failures": list(r.failed)}
 
 
 @contextlib.contextmanager

@@ -6,8 +6,9 @@
 
 Nothing here imports torch, transformers or optimum (a test checks it in a fresh interpreter).
 
-Dynamic int8 scales activations per session run, so its scores shift slightly with batch-mates
-(MiniLM on GoEmotions: up to 0.1 in probability); fp32, fp16 and static int8 are batch-independent.
+Every variant `toolkit export` makes by default is batch-invariant: a text's scores do not depend on
+the texts batched or padded with it (int8 quantizes each token with its own scale). Only the
+`--int8-recipe per-tensor` comparison variant shifts with batch-mates.
 """
 from __future__ import annotations
 
@@ -33,8 +34,9 @@ PROVIDER_CHAINS = {"cpu": [CPU], "cuda": [CUDA, CPU], "tensorrt": [TENSORRT, CUD
 GPU_HINT = "pip install onnxruntime-gpu (or `pip install toolkit[gpu]`) in place of onnxruntime, with a matching CUDA"
 CUDA_DEVICE_ID = 0  # one GPU per process; pin another one with CUDA_VISIBLE_DEVICES
 SHORT_NAMES = {CPU: "cpu", CUDA: "cuda", TENSORRT: "tensorrt"}
-# variant="auto": int8 is the fastest on CPU, fp16 on a GPU; then the others, most faithful first.
-AUTO_VARIANTS = {"cpu": ("int8", "fp32", "fp16"), "gpu": ("fp16", "fp32", "int8")}
+# variant="auto": fastest first for the device (int8 on CPU, fp16 on a GPU), then the others, most
+# faithful first; a variant that failed validation (or export's int8 gate) is skipped.
+AUTO_VARIANTS = {"cpu": ("int8", "int8_static", "fp32", "fp16"), "gpu": ("fp16", "fp32", "int8", "int8_static")}
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 # 256 GoEmotions texts, MiniLM int8, 2 cores: batches of 16-32 were fastest, 64 took 1.6x and 256 2x as long
 DEFAULT_MAX_BATCH = 32
@@ -396,29 +398,63 @@ def _check_labels(export_dir: Path, manifest: dict) -> None:
 
 
 def _choose_variant(export_dir: Path, manifest: dict, variant: str, provider: str) -> tuple[str, str]:
-    """(variant name, file) for a requested variant, resolving "auto" against the provider."""
+    """(variant name, file) for a requested variant, resolving "auto" against the provider and validation."""
     variants = manifest.get("variants") or {}
     where = export_dir / artifacts.MANIFEST
     if not variants:
         raise ArtifactError(f"{where}: lists no model variants; re-run `toolkit export --force`")
     name = str(getattr(variant, "value", variant)).strip().lower()
     if name == "auto":
-        on_gpu = resolve_providers(provider)[0] != CPU
-        preferred = AUTO_VARIANTS["gpu" if on_gpu else "cpu"]
-        ranked = [v for v in preferred if v in variants] + [v for v in variants if v not in preferred]
-        name = ranked[0]
-        if name != preferred[0]:
-            log.info("variant auto: %s has no %s variant, using %s", export_dir, preferred[0], name)
-        else:
-            log.debug("variant auto: %s", name)
+        name = _auto_variant(export_dir, manifest, resolve_providers(provider)[0] != CPU)
     elif name not in variants:
         raise ArtifactError(f"{export_dir}: no variant {variant!r}; this export has {', '.join(variants)} "
                             "(or use 'auto'); re-export with `toolkit export --variants ...` to add it")
+    else:
+        failures = _failures(manifest, name)
+        if failures:
+            log.warning("%s: variant %s failed its last check (%s); `toolkit validate` says why",
+                        export_dir, name, "; ".join(failures))
     entry = variants[name]
     model_file = entry.get("file") if isinstance(entry, dict) else None
     if not model_file:
         raise ArtifactError(f"{where}: variant {name} names no file; re-run `toolkit export --force`")
     return name, model_file
+
+
+def _auto_variant(export_dir: Path, manifest: dict, on_gpu: bool) -> str:
+    """The fastest variant for the device that did not fail: export's own int8 gate or `toolkit validate`.
+
+    With a validation report, only variants that passed it qualify (then, if none did, any that
+    did not fail); without one, today's speed order, and a log line saying so.
+    """
+    variants = manifest.get("variants") or {}
+    preferred = AUTO_VARIANTS["gpu" if on_gpu else "cpu"]
+    ranked = [v for v in preferred if v in variants] + [v for v in variants if v not in preferred]
+    status = manifest.get(artifacts.VALIDATION_STATUS) or {}
+    passed = [v for v in ranked if (status.get(v) or {}).get("passed") is True]
+    not_failed = [v for v in ranked if not _failures(manifest, v)]
+    if not status:
+        log.info("variant auto: %s was never validated (run `toolkit validate --export %s`); "
+                 "choosing by speed among variants that did not fail at export", export_dir, export_dir)
+    chosen = (passed or not_failed or ranked)[0]
+    skipped = [v for v in ranked[: ranked.index(chosen)]]
+    if skipped:
+        log.info("variant auto: %s skips %s (%s), using %s", export_dir, ", ".join(skipped),
+                 "; ".join(f"{v}: {', '.join(_failures(manifest, v)) or 'not validated'}" for v in skipped), chosen)
+    if not (passed or not_failed):
+        log.warning("variant auto: every variant of %s failed a check; using %s", export_dir, chosen)
+    return chosen
+
+
+def _failures(manifest: dict, name: str) -> list[str]:
+    """Why a variant must not be trusted: its last validation's failed checks, else export's int8 gate."""
+    verdict = (manifest.get(artifacts.VALIDATION_STATUS) or {}).get(name)
+    if verdict is not None:
+        return [] if verdict.get("passed") else list(verdict.get("failures") or ["failed validation"])
+    entry = (manifest.get("variants") or {}).get(name) or {}
+    if isinstance(entry, dict) and entry.get("status") == "failed":
+        return list(entry.get("failures") or ["failed the int8 gates at export"])
+    return []
 
 
 def _open_variant(export_dir: Path, manifest: dict, variant: str, provider: str,
