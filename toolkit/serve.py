@@ -1,0 +1,425 @@
+"""`toolkit serve`: an export as a Ray Serve application (FastAPI ingress, dynamic batching, replicas).
+
+    POST /predict  {"texts": [...], "threshold": 0.5?} -> {"predictions": [{"labels", "scores"}], "variant", "model"}
+    GET  /health   -> {"status": "ok"}
+    GET  /info     -> labels, thresholds, variant, provider, model hash, limits, this replica's batch counters
+    GET  /docs     -> OpenAPI (the pydantic schemas below)
+
+Each replica is one `EmotionClassifier` (the runtime apps embed). `@serve.batch` merges the texts
+of concurrent requests into one `predict_proba` call, which runs on a worker thread so the replica's
+event loop keeps queueing the next batch meanwhile. The same application runs on a laptop (a local
+Ray instance) and on a cluster (`--address auto`): replicas reserve `threads` CPUs each and Serve
+spreads them over the nodes. The export directory must exist at the same path on every node.
+
+Needs `pip install toolkit[serve]` (ray[serve]); this module imports ray, FastAPI and pydantic at
+import time, so only the `serve` command and tests import it.
+"""
+
+import asyncio
+import logging
+import os
+import signal
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import ray
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from ray import serve
+from ray.serve.metrics import Counter, Histogram
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from toolkit import artifacts
+from toolkit.config import ServeConfig
+from toolkit.errors import ToolkitError
+from toolkit.runtime import EmotionClassifier
+
+log = logging.getLogger(__name__)
+
+APP_NAME = "toolkit"
+DEPLOYMENT_NAME = "EmotionClassifier"
+# Replica latency buckets (ms): a single text takes ~2 ms in process, a full batch of 32 ~40 ms
+# on 2 cores, and a queue at concurrency 64 reaches ~0.5 s.
+LATENCY_BUCKETS_MS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000]
+BATCH_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128]
+
+
+# ---------------------------------------------------------------------------- HTTP schemas
+
+
+class PredictRequest(BaseModel):
+    """Texts to classify; `threshold` replaces every label's tuned threshold for this request."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    texts: list[str] = Field(description="Texts to classify (limits: see GET /info).")
+    threshold: Optional[float] = Field(default=None, ge=0.0, le=1.0, allow_inf_nan=False,
+                                       description="One threshold for every label; default: the tuned ones.")
+
+
+class LabelScores(BaseModel):
+    labels: list[str] = Field(description="Labels at or above their threshold, in manifest order.")
+    scores: dict[str, float] = Field(description="Every label's probability, in manifest order.")
+
+
+class PredictResponse(BaseModel):
+    predictions: list[LabelScores]
+    variant: str
+    model: str = Field(description="sha256 of the export's manifest.json, which lists every file's sha256.")
+
+
+class ErrorResponse(BaseModel):
+    error: str
+    limit: Optional[str] = Field(default=None, description="The limit broken, for 413 answers.")
+
+
+class LimitExceeded(Exception):
+    """A request over one of the configured limits: answered 413 with the limit's name."""
+
+    def __init__(self, limit: str, allowed: int, got: int, message: str):
+        super().__init__(message)
+        self.limit, self.allowed, self.got = limit, allowed, got
+
+
+# /predict reads its body itself (to refuse an oversized one before reading it all), so FastAPI
+# is told the schema for /docs explicitly.
+PREDICT_BODY = {"requestBody": {"required": True, "content": {"application/json": {
+    "schema": PredictRequest.model_json_schema()}}}}
+
+app = FastAPI(title="toolkit serve", description="Multi-label emotion classification of texts.",
+              responses={413: {"model": ErrorResponse}, 422: {"model": ErrorResponse}})
+
+
+@app.exception_handler(StarletteHTTPException)
+async def _http_error(request: Request, exc: StarletteHTTPException):
+    return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
+
+
+class _BadRequest(Exception):
+    def __init__(self, message: str, unprocessable: bool = True):
+        super().__init__(message)
+        self.unprocessable = unprocessable
+
+
+class _Metrics:
+    """Ray metrics of the model deployment (exported with Ray's own on the Prometheus endpoint);
+    Serve adds the deployment, replica and application tags."""
+
+    def __init__(self):
+        self.requests = Counter("toolkit_requests", description="Requests to /predict by HTTP status.",
+                                tag_keys=("status",))
+        self.latency = Histogram("toolkit_request_latency_ms", description="Replica time per /predict request (ms).",
+                                 boundaries=LATENCY_BUCKETS_MS)
+        self.batch_requests = Histogram("toolkit_batch_size", description="Requests merged into one session run.",
+                                        boundaries=BATCH_BUCKETS)
+        self.batch_texts = Counter("toolkit_texts", description="Texts scored.")
+
+    def request(self, status: int, latency_ms: float) -> None:
+        self.requests.inc(tags={"status": str(status)})
+        self.latency.observe(latency_ms)
+
+    def batch(self, n_requests: int, n_texts: int) -> None:
+        self.batch_requests.observe(n_requests)
+        self.batch_texts.inc(n_texts)
+
+
+def _metrics_url() -> Optional[str]:
+    """Where this node's Ray metrics agent serves Prometheus text (Ray's and the toolkit_* metrics)."""
+    node_id = ray.get_runtime_context().get_node_id()
+    for node in ray.nodes():
+        if node.get("NodeID") == node_id and node.get("MetricsExportPort"):
+            return f"http://{node['NodeManagerAddress']}:{node['MetricsExportPort']}/metrics"
+    return None
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The request body, refusing (413) more than `limit` bytes before reading them all."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise LimitExceeded("max_body_bytes", limit, int(declared),
+                            f"body of {declared} bytes is over the limit of {limit} (max_body_bytes)")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise LimitExceeded("max_body_bytes", limit, size,
+                                f"body is over the limit of {limit} bytes (max_body_bytes)")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _validation_message(error: ValidationError) -> str:
+    """pydantic's first error as one line: where and what, e.g. `texts.1: Input should be a valid string`."""
+    first = error.errors(include_url=False)[0]
+    where = ".".join(str(part) for part in first.get("loc", ())) or "body"
+    more = f" (and {error.error_count() - 1} more)" if error.error_count() > 1 else ""
+    return f"{where}: {first['msg']}{more}; expected {{\"texts\": [\"...\"], \"threshold\": 0.5}} (threshold optional)"
+
+
+def _is_json_error(error: ValidationError) -> bool:
+    return any(e.get("type") == "json_invalid" for e in error.errors(include_url=False))
+
+
+# ---------------------------------------------------------------------------- the deployment
+
+
+@serve.ingress(app)
+class EmotionService:
+    """One replica: one classifier, one batching queue, one worker thread for session runs."""
+
+    def __init__(self, cfg: ServeConfig):
+        self.cfg = cfg
+        self.clf = EmotionClassifier.load(cfg.export, variant=cfg.variant, provider=cfg.provider,
+                                          threads=cfg.threads_per_replica, max_batch_size=cfg.max_batch_size)
+        self.model_hash = artifacts.sha256_file(self.clf.export_dir / artifacts.MANIFEST)
+        self._predict.set_max_batch_size(cfg.max_batch_size)
+        self._predict.set_batch_wait_timeout_s(cfg.batch_wait_ms / 1000.0)
+        # one thread: the session already uses `threads` intra-op threads; a second concurrent
+        # run would only split the same cores (batches are serialized by max_concurrent_batches=1)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="toolkit-session")
+        # per-replica counters for /info (the Prometheus metrics hold the same, aggregated over time):
+        # what benchmarks/serving.py reads to split a request's latency into hops
+        self.stats = {"requests": 0, "batches": 0, "batched_requests": 0, "largest_batch": 0,
+                      "handler_ms": 0.0, "model_ms": 0.0}
+        self.metrics_url = _metrics_url()
+        self._metrics = _Metrics()
+        log.info("replica ready: %r, %d threads", self.clf, cfg.threads_per_replica)
+
+    @app.post("/predict", response_model=PredictResponse, openapi_extra=PREDICT_BODY)
+    async def predict(self, request: Request):
+        """Classify texts. Limits on body bytes, texts per request and characters per text give 413."""
+        start = time.perf_counter()
+        status = 500
+        try:
+            texts, threshold = await self._parse(request)
+            probs = await self._predict(texts) if texts else np.empty((0, len(self.clf.labels)), np.float32)
+            body = {"predictions": self._predictions(probs, threshold), "variant": self.clf.variant,
+                    "model": self.model_hash}
+            status = 200
+            return JSONResponse(body)
+        except LimitExceeded as e:
+            status = 413
+            return JSONResponse({"error": str(e), "limit": e.limit, "allowed": e.allowed, "got": e.got}, 413)
+        except _BadRequest as e:
+            status = 422 if e.unprocessable else 400
+            return JSONResponse({"error": str(e)}, status)
+        finally:
+            elapsed_ms = (time.perf_counter() - start) * 1000.0
+            self.stats["requests"] += 1
+            self.stats["handler_ms"] += elapsed_ms
+            self._metrics.request(status, elapsed_ms)
+
+    @app.get("/health")
+    async def health(self):
+        return {"status": "ok"}
+
+    @app.get("/info")
+    async def info(self):
+        """Labels, thresholds, variant, provider, export hash, limits, and this replica's batch counters."""
+        clf, cfg = self.clf, self.cfg
+        return {"labels": clf.labels, "thresholds": clf.thresholds.tolist(), "variant": clf.variant,
+                "provider": clf.provider, "model": self.model_hash, "max_length": clf.max_length,
+                "limits": {"max_texts": cfg.max_texts, "max_chars": cfg.max_chars,
+                           "max_body_bytes": cfg.max_body_bytes},
+                "batching": {"max_batch_size": cfg.max_batch_size, "batch_wait_ms": cfg.batch_wait_ms},
+                "metrics": self.metrics_url,
+                "replica": {"id": serve.get_replica_context().replica_id.unique_id,
+                            "threads": cfg.threads_per_replica, **self.stats}}
+
+    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.005)  # replaced from the config in __init__
+    async def _predict(self, requests: list[list[str]]) -> list[np.ndarray]:
+        """Concurrent requests' texts in one session run; each request gets its own rows back."""
+        texts = [text for request in requests for text in request]
+        self.stats["batches"] += 1
+        self.stats["batched_requests"] += len(requests)
+        self.stats["largest_batch"] = max(self.stats["largest_batch"], len(requests))
+        self._metrics.batch(len(requests), len(texts))
+        loop = asyncio.get_running_loop()
+        start = time.perf_counter()
+        probs = await loop.run_in_executor(self._executor, self.clf.predict_proba, texts)
+        self.stats["model_ms"] += (time.perf_counter() - start) * 1000.0
+        bounds = np.cumsum([0] + [len(r) for r in requests])
+        return [probs[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+
+    async def _parse(self, request: Request) -> tuple[list[str], Optional[float]]:
+        body = await _read_body(request, self.cfg.max_body_bytes)
+        try:
+            parsed = PredictRequest.model_validate_json(body)
+        except ValidationError as e:
+            raise _BadRequest(_validation_message(e), unprocessable=not _is_json_error(e)) from None
+        cfg = self.cfg
+        if len(parsed.texts) > cfg.max_texts:
+            raise LimitExceeded("max_texts", cfg.max_texts, len(parsed.texts),
+                                f"{len(parsed.texts)} texts is over the limit of {cfg.max_texts} per request "
+                                "(max_texts); split them")
+        for i, text in enumerate(parsed.texts):
+            if len(text) > cfg.max_chars:
+                raise LimitExceeded("max_chars", cfg.max_chars, len(text),
+                                    f"texts[{i}] has {len(text)} characters, over the limit of {cfg.max_chars} "
+                                    f"(max_chars); the model reads only its first {self.clf.max_length} tokens")
+        return parsed.texts, parsed.threshold
+
+    def _predictions(self, probs: np.ndarray, threshold: Optional[float]) -> list[dict]:
+        labels = self.clf.labels
+        thresholds = self.clf.thresholds if threshold is None else np.full(len(labels), threshold)
+        hits = probs >= thresholds
+        return [{"labels": [labels[j] for j in np.flatnonzero(row_hits)],
+                 "scores": dict(zip(labels, row.tolist()))} for row, row_hits in zip(probs, hits)]
+
+
+# ---------------------------------------------------------------------------- running it
+
+
+@dataclass(frozen=True)
+class Started:
+    """Where the application answers, and with what."""
+
+    url: str
+    replicas: int
+    threads_per_replica: int
+    address: Optional[str]
+
+
+def resolve(cfg: ServeConfig) -> ServeConfig:
+    """`cfg` with the default threads filled in: physical cores // replicas, at least 1.
+
+    Replicas x threads above the physical cores oversubscribes them: onnxruntime's intra-op
+    threads then wait on each other (the stdlib server at concurrency 8 lost a third of its
+    throughput that way), so the default never does it.
+    """
+    from dataclasses import replace
+
+    from toolkit.runtime import physical_cores
+
+    if cfg.threads_per_replica is not None:
+        return cfg
+    return replace(cfg, threads_per_replica=max(1, physical_cores() // cfg.replicas))
+
+
+def build_app(cfg: ServeConfig):
+    """The Serve application (bound, not running): `cfg.replicas` replicas of EmotionService."""
+    cfg = resolve(cfg)
+    threads = cfg.threads_per_replica
+    deployment = serve.deployment(
+        EmotionService, name=DEPLOYMENT_NAME, num_replicas=cfg.replicas,
+        # num_cpus = intra-op threads: Ray then places replicas where cores are free, on any node
+        ray_actor_options={"num_cpus": threads,
+                           # the tokenizer's rayon pool would otherwise start one thread per core
+                           "runtime_env": {"env_vars": {"RAYON_NUM_THREADS": str(threads)}}},
+        max_ongoing_requests=cfg.max_ongoing_requests,
+    )
+    return deployment.bind(cfg)
+
+
+def app_builder(args: dict):
+    """For Serve config files and KubeRay (`import_path: toolkit.serve:app_builder`, `args: {export: ...}`):
+    the same application from ServeConfig fields given as strings or numbers."""
+    import dataclasses
+
+    types = {f.name: f.type for f in dataclasses.fields(ServeConfig)}
+    unknown = sorted(set(args) - set(types))
+    if unknown:
+        raise ToolkitError(f"unknown serve args {unknown}; allowed: {', '.join(types)}")
+    cfg = ServeConfig(**{k: _coerce(types[k], v) for k, v in args.items()})
+    return build_app(cfg)
+
+
+def _coerce(annotation: str, value):
+    if value is None or "str" in annotation:
+        return value
+    if "Path" in annotation:
+        return Path(value)
+    if "bool" in annotation:
+        return str(value).lower() in ("1", "true", "yes")
+    return float(value) if "float" in annotation else int(value)
+
+
+def run(cfg: ServeConfig, on_ready=None) -> None:
+    """Start (or join) Ray, deploy the application, serve until Ctrl-C or SIGTERM, then tear down.
+
+    Args:
+        cfg: what to serve and how.
+        on_ready: called with a `Started` once every replica answers.
+
+    Raises:
+        ToolkitError: Ray cannot start or be reached, or the cluster has too few CPUs.
+    """
+    cfg = resolve(cfg)
+    started_ray = _connect(cfg)
+    try:
+        _check_cpus(cfg)
+        serve.start(http_options={"host": cfg.host, "port": cfg.port},
+                    # one log line per request costs the proxy and the replica CPU; the
+                    # toolkit_requests metric counts requests instead
+                    logging_config={"enable_access_log": cfg.access_log})
+        serve.run(build_app(cfg), name=APP_NAME, route_prefix="/")
+        if on_ready is not None:
+            on_ready(Started(f"http://{cfg.host}:{cfg.port}", cfg.replicas, cfg.threads_per_replica, cfg.address))
+        _wait_for_interrupt()
+    finally:
+        _teardown(cfg, started_ray)
+
+
+def _connect(cfg: ServeConfig) -> bool:
+    """Join `cfg.address`, or start a local Ray instance; True when this call connected."""
+    if ray.is_initialized():
+        return False
+    try:
+        if cfg.address:
+            ray.init(address=cfg.address)
+        else:
+            # a local instance gets at least the CPUs the replicas reserve, so an explicit
+            # oversubscription (--threads-per-replica) still starts; logged in _check_cpus
+            ray.init(num_cpus=max(os.cpu_count() or 1, cfg.replicas * cfg.threads_per_replica),
+                     # the dashboard took over a minute to start on a busy 2-core machine and then
+                     # failed; metrics do not need it. `ray start --head` + --address auto has it.
+                     include_dashboard=False)
+    except (ConnectionError, RuntimeError, ValueError) as e:
+        where = f"the Ray cluster at {cfg.address}" if cfg.address else "a local Ray instance"
+        raise ToolkitError(f"cannot start or reach {where} ({e}); start one with `ray start --head`, "
+                           "or drop --address to run locally") from e
+    return True
+
+
+def _check_cpus(cfg: ServeConfig) -> None:
+    from toolkit.runtime import physical_cores
+
+    wanted = cfg.replicas * cfg.threads_per_replica
+    have = ray.cluster_resources().get("CPU", 0)
+    if not cfg.address and wanted > physical_cores():
+        log.warning("%d replicas x %d threads = %d threads on %d physical cores: oversubscribed, expect lower "
+                    "throughput", cfg.replicas, cfg.threads_per_replica, wanted, physical_cores())
+    if wanted > have:
+        log.warning("the replicas reserve %d CPUs but the cluster has %g: some stay pending until nodes join",
+                    wanted, have)
+
+
+def _wait_for_interrupt() -> None:
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)  # `kill` shuts down like Ctrl-C
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        log.info("shutting down")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def _teardown(cfg: ServeConfig, started_ray: bool) -> None:
+    """Local: stop Serve and Ray. On a cluster: delete this application only, then disconnect."""
+    try:
+        if cfg.address:
+            serve.delete(APP_NAME)
+        else:
+            serve.shutdown()
+    finally:
+        if started_ray:
+            ray.shutdown()
