@@ -111,7 +111,7 @@ def _scores(rng, n: int, signal: float):
 def test_cross_fitted_f1_is_unbiased_where_in_sample_tuning_is_not():
     """Thresholds tuned on 300 validation texts, then applied to 20,000 fresh texts of the same
     distribution: that is the F1 a user gets. In-sample tuned F1 overstates it; cross-fitted does not.
-    Measured over 8 seeds: in-sample +0.07 above the fresh F1, cross-fitted within 0.005."""
+    Measured over these 8 seeds: in-sample 0.697, cross-fitted 0.637, fresh 0.629 (+0.067, +0.008)."""
     from toolkit.metrics import cross_fitted_metrics
 
     names = list("abcdef")

@@ -181,10 +181,11 @@ def evaluate(checkpoint: Path, data: Optional[DataConfig] = None, split: str = "
         metrics_default=compute_metrics(dataset.labels, probs, DEFAULT_THRESHOLD, loaded.label_names),
         ids=dataset.ids, texts=dataset.texts, probs=probs,
     )
-    if in_sample and loaded.meta.get("thresholds") and len(dataset) >= 2 * CROSS_FIT_FOLDS:
-        result.metrics_crossfit = cross_fitted_metrics(dataset.labels, probs, loaded.label_names, objective)
-        result.thresholds_note = (f"stored thresholds were tuned ({objective} objective) on these very texts: "
-                                  f"in-sample; the cross-fitted column ({CROSS_FIT_FOLDS} folds) is the honest one")
+    if in_sample and loaded.meta.get("thresholds"):
+        result.thresholds_note = f"stored thresholds were tuned ({objective} objective) on these very texts: in-sample"
+        if len(dataset) >= 2 * CROSS_FIT_FOLDS:
+            result.metrics_crossfit = cross_fitted_metrics(dataset.labels, probs, loaded.label_names, objective)
+            result.thresholds_note += f"; the cross-fitted column ({CROSS_FIT_FOLDS} folds) is the honest one"
     elif loaded.meta.get("thresholds"):
         result.thresholds_note = "stored thresholds, tuned at training on its validation split, used unchanged"
     else:
