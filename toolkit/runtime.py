@@ -182,6 +182,18 @@ class EmotionClassifier:
             return self._tokenizer.encode_batch(clean, add_special_tokens=True)
 
     def _run(self, encodings) -> np.ndarray:
+        feed = self._feed(encodings)
+        try:
+            (logits,) = self.session.run([self._output], feed)
+        except Exception as e:  # onnxruntime's Fail/RuntimeException types are not exported stably
+            shape = (len(encodings), max(len(e.ids) for e in encodings))
+            raise ArtifactError(f"{self.export_dir}: variant {self.variant} failed on a batch of shape {shape} "
+                                f"({e}); check the export with `toolkit validate`, or lower max_batch_size if "
+                                "memory ran out") from e
+        return np.asarray(logits, dtype=np.float32)
+
+    def _feed(self, encodings) -> dict:
+        """The session inputs for one batch, padded to its own longest text."""
         width = max(len(e.ids) for e in encodings)
         ids = np.full((len(encodings), width), self._pad_id, dtype=np.int64)
         mask = np.zeros((len(encodings), width), dtype=np.int64)
@@ -193,14 +205,7 @@ class EmotionClassifier:
             types[row, :n] = e.type_ids
         available = dict(zip(MODEL_INPUTS, (ids, mask, types)))
         # Feed only what the graph declares: some exports drop token_type_ids (e.g. DistilBERT).
-        feed = {name: available[name].astype(dtype, copy=False) for name, dtype in self._inputs.items()}
-        try:
-            (logits,) = self.session.run([self._output], feed)
-        except Exception as e:  # onnxruntime's Fail/RuntimeException types are not exported stably
-            raise ArtifactError(f"{self.export_dir}: variant {self.variant} failed on a batch of shape {ids.shape} "
-                                f"({e}); check the export with `toolkit validate`, or lower max_batch_size if "
-                                "memory ran out") from e
-        return np.asarray(logits, dtype=np.float32)
+        return {name: available[name].astype(dtype, copy=False) for name, dtype in self._inputs.items()}
 
     def _check_graph(self) -> None:
         """The graph takes known inputs and emits one logit per manifest label: checked by a real run,
@@ -437,7 +442,9 @@ def _auto_variant(export_dir: Path, manifest: dict, on_gpu: bool) -> str:
         log.info("variant auto: %s was never validated (run `toolkit validate --export %s`); "
                  "choosing by speed among variants that did not fail at export", export_dir, export_dir)
     chosen = (passed or not_failed or ranked)[0]
-    skipped = [v for v in ranked[: ranked.index(chosen)]]
+    if preferred[0] not in variants:
+        log.info("variant auto: %s has no %s variant, using %s", export_dir, preferred[0], chosen)
+    skipped = ranked[: ranked.index(chosen)]
     if skipped:
         log.info("variant auto: %s skips %s (%s), using %s", export_dir, ", ".join(skipped),
                  "; ".join(f"{v}: {', '.join(_failures(manifest, v)) or 'not validated'}" for v in skipped), chosen)
