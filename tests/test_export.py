@@ -354,7 +354,7 @@ def test_duplicate_casts_from_older_float16_converters_are_dropped():
     import onnxruntime as ort
     from onnx import TensorProto, helper
 
-    from toolkit.export import _drop_duplicate_casts
+    from toolkit.optimize import drop_duplicate_casts
 
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT16, [2])
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])
@@ -364,7 +364,7 @@ def test_duplicate_casts_from_older_float16_converters_are_dropped():
     model = helper.make_model(helper.make_graph(nodes, "g", [x], [y]), opset_imports=[helper.make_opsetid("", 18)])
     with pytest.raises(Exception, match="same node name|Duplicate definition"):
         ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    _drop_duplicate_casts(model)
+    drop_duplicate_casts(model)
     assert [n.op_type for n in model.graph.node] == ["Cast", "Add"]
     out = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(
         None, {"x": np.array([1.5, -2.0], dtype=np.float16)})[0]

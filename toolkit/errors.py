@@ -37,3 +37,8 @@ class ValidationFailed(ToolkitError):
     def __init__(self, message: str, failures=()):
         super().__init__(message)
         self.failures = list(failures)
+
+
+def first_line(error: Exception) -> str:
+    """Library errors can span pages (optimum, onnxruntime); the first line says what went wrong."""
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]

@@ -20,9 +20,9 @@ from typing import Iterator, Optional, Sequence
 
 import numpy as np
 
-from toolkit import artifacts
+from toolkit import artifacts, optimize
 from toolkit.config import ExportConfig, Variant
-from toolkit.errors import ExportError, ModelError, ToolkitError
+from toolkit.errors import ExportError, ModelError, ToolkitError, first_line
 
 log = logging.getLogger(__name__)
 
@@ -44,17 +44,6 @@ SANITY_BATCHES = (
      "What a surprise, I did not expect that at all."),
 )
 
-# Model types whose graphs onnxruntime's BERT fusions understand (encoder-only, post-LN).
-BERT_LIKE = ("bert", "roberta", "xlm-roberta", "camembert", "distilbert", "electra", "albert", "mpnet")
-
-# fp16: keep in float32 the ops whose reductions overflow in half precision. Residual-stream
-# LayerNorms see activations in the hundreds on deep BERTs; sum(x^2) over the hidden size then
-# exceeds fp16's 65504 when accumulated in half, as onnxruntime's CUDA SkipLayerNorm kernels did
-# until microsoft/onnxruntime#28682 (2026). Unfused Softmax/reductions are blocked for the same reason.
-# EmbedLayerNormalization stays fp16: embedding sums are O(1), and blocking it would keep the
-# word-embedding table (half of MiniLM's weights) in fp32.
-FP16_BLOCKED_OPS = ("LayerNormalization", "SkipLayerNormalization", "SimplifiedLayerNormalization",
-                    "SkipSimplifiedLayerNormalization", "Softmax", "ReduceMean", "ReduceSum", "Pow", "Sqrt")
 
 # int8 dynamic quantizes the UNFUSED fp32 graph's MatMuls (and Gather: the embedding tables,
 # which MiniLM's size target needs); onnxruntime then fuses each into DynamicQuantizeMatMul and
@@ -160,8 +149,8 @@ def export_model(cfg: ExportConfig) -> ExportResult:
         results = [fp32] if "fp32" in wanted else []
         fp32_path = work / artifacts.variant_file(Variant.FP32)
         if "fp16" in wanted:
-            fused, fuse_seconds = _fuse(fp32_path, work, loaded.model.config)
-            results.append(_to_fp16(fused, tmp, fuse_seconds))
+            fused, fuse_seconds = optimize.fuse(fp32_path, work, loaded.model.config)
+            results.append(optimize.to_fp16(fused, tmp, fuse_seconds, _describe))
         if "int8" in wanted:
             results.append(_quantize_int8(fp32_path, tmp, work, cfg, loaded))
         if INT8_STATIC in wanted:
@@ -251,7 +240,7 @@ def _export_fp32(loaded, out: Path, work: Path, opset: int, keep: bool) -> Varia
     try:
         onnx_export_from_model(model, work, opset=opset, task="text-classification", do_validation=False)
     except Exception as e:  # optimum raises many types; the message is what helps
-        raise ExportError(f"{loaded.source.get('path')}: ONNX export failed ({_first_line(e)}); "
+        raise ExportError(f"{loaded.source.get('path')}: ONNX export failed ({first_line(e)}); "
                           "run `toolkit -v export ...` for optimum's full log") from e
     name = artifacts.variant_file(Variant.FP32)
     if keep:
@@ -262,88 +251,6 @@ def _export_fp32(loaded, out: Path, work: Path, opset: int, keep: bool) -> Varia
         raise ExportError(f"{loaded.source.get('path')}: the tokenizer has no fast version, so no "
                           f"{artifacts.TOKENIZER_JSON} for the runtime; use a checkpoint with a fast tokenizer")
     return _describe("fp32", work / name, time.perf_counter() - started, {"exporter": "optimum"})
-
-
-def _fuse(fp32_path: Path, work: Path, config) -> tuple[Path, float]:
-    """onnxruntime's transformer fusions on the fp32 graph; the fused fp32 graph feeds fp16."""
-    from onnxruntime.transformers.optimizer import optimize_model
-
-    started = time.perf_counter()
-    fused_path = work / ("fused_" + fp32_path.name)
-    model_type = getattr(config, "model_type", "")
-    if model_type not in BERT_LIKE:
-        log.warning("model_type %r has no onnxruntime BERT fusions; fp16 is derived from the unfused graph", model_type)
-        shutil.copy2(fp32_path, fused_path)
-        return fused_path, time.perf_counter() - started
-    try:
-        # opt_level=1: only provider-independent rewrites (constant folding, redundant nodes), so the
-        # fused graph runs on CPU and CUDA alike; level 2+ bakes in CPU- or GPU-only kernels.
-        optimizer = optimize_model(str(fp32_path), model_type="bert", num_heads=int(config.num_attention_heads),
-                                   hidden_size=int(config.hidden_size), opt_level=1, use_gpu=False)
-        stats = {k: v for k, v in optimizer.get_fused_operator_statistics().items() if v}
-        optimizer.save_model_to_file(str(fused_path))
-    except Exception as e:  # the optimizer raises assorted errors from deep inside its fusions
-        raise ExportError(f"{fp32_path.name}: onnxruntime transformer fusion failed ({_first_line(e)}); "
-                          "export --variants fp32 meanwhile and report the model type") from e
-    log.info("fused transformer subgraphs: %s", stats or "none")
-    return fused_path, time.perf_counter() - started
-
-
-def _drop_duplicate_casts(model) -> None:
-    """Remove the repeated Cast nodes onnxruntime < 1.32's float16 converter emits.
-
-    When one fp16 tensor feeds two blocked (fp32) nodes, onnxruntime 1.31 (still the newest
-    onnxruntime-gpu) adds one `<name>_cast_to_fp32_node` per consumer: identical nodes with the
-    same name and output, which onnxruntime then refuses to load. 1.32 shares one Cast; this
-    makes older converters produce the same graph.
-    """
-    seen, keep = set(), []
-    for node in model.graph.node:
-        key = (node.op_type, node.name, tuple(node.input), tuple(node.output))
-        if node.op_type == "Cast" and key in seen:
-            continue
-        seen.add(key)
-        keep.append(node)
-    if len(keep) != len(model.graph.node):
-        log.debug("fp16: dropped %d duplicate Cast nodes", len(model.graph.node) - len(keep))
-        del model.graph.node[:]
-        model.graph.node.extend(keep)
-    infos, unique = set(), []
-    for info in model.graph.value_info:
-        if info.name not in infos:
-            infos.add(info.name)
-            unique.append(info)
-    if len(unique) != len(model.graph.value_info):
-        del model.graph.value_info[:]
-        model.graph.value_info.extend(unique)
-
-
-def _to_fp16(fused_path: Path, out: Path, fuse_seconds: float) -> VariantResult:
-    """fp16 weights and compute; int64 inputs and float32 logits kept; overflow-prone ops kept fp32."""
-    import onnx
-    from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST
-    from onnxruntime.transformers.onnx_model import OnnxModel
-
-    started = time.perf_counter()
-    log.info("converting to fp16")
-    path = out / artifacts.variant_file(Variant.FP16)
-    block = sorted(set(DEFAULT_OP_BLOCK_LIST) | set(FP16_BLOCKED_OPS))
-    try:
-        model = OnnxModel(onnx.load(str(fused_path)))
-        model.convert_float_to_float16(keep_io_types=True, op_block_list=block)
-        _drop_duplicate_casts(model.model)
-        model.save_model_to_file(str(path))
-    except Exception as e:  # float16 conversion raises ValueError/RuntimeError/onnx errors
-        raise ExportError(f"{path.name}: float16 conversion failed ({_first_line(e)}); "
-                          "export --variants fp32,int8 meanwhile") from e
-    result = _describe("fp16", path, fuse_seconds + time.perf_counter() - started,
-                       {"opt_level": 1, "keep_io_types": True, "op_block_list": list(FP16_BLOCKED_OPS)})
-    f16 = result.initializers.get("FLOAT16", {}).get("bytes", 0)
-    f32 = result.initializers.get("FLOAT", {}).get("bytes", 0)
-    if f16 <= f32:
-        raise ExportError(f"{path.name}: only {f16} of {f16 + f32} float initializer bytes are float16; "
-                          "the conversion did not take, report this with the model type")
-    return result
 
 
 def _quantize_int8(fp32_path: Path, out: Path, work: Path, cfg: ExportConfig, loaded) -> VariantResult:
@@ -364,7 +271,7 @@ def _quantize_int8(fp32_path: Path, out: Path, work: Path, cfg: ExportConfig, lo
         else:
             settings, search = _search_int8(fp32_path, path, work, cfg, head, gate)
     except Exception as e:  # the quantizer raises RuntimeError/ValueError/AssertionError
-        raise ExportError(f"{path.name}: int8 quantization failed ({_first_line(e)}); "
+        raise ExportError(f"{path.name}: int8 quantization failed ({first_line(e)}); "
                           "export --variants fp32,fp16 meanwhile") from e
     settings["search"] = _search_record(cfg, search)
     result = _describe("int8", path, time.perf_counter() - started, settings)
@@ -461,7 +368,7 @@ def _quantize_int8_static(fp32_path: Path, out: Path, work: Path, loaded, texts:
             extra_options={"MatMulConstBOnly": True},  # weights only: Q·K^T stays float
         )
     except Exception as e:  # calibration and the QDQ quantizer raise assorted errors
-        raise ExportError(f"{path.name}: static int8 quantization failed ({_first_line(e)}); "
+        raise ExportError(f"{path.name}: static int8 quantization failed ({first_line(e)}); "
                           "use --int8 dynamic meanwhile") from e
     return _describe(INT8_STATIC, path, time.perf_counter() - started,
                      {"mode": "static", "format": "QDQ", "calibration": "MinMax", "calibration_samples": len(texts),
@@ -603,11 +510,6 @@ def _logits_head_nodes(model) -> list[str]:
         if node is not None and node.op_type in ("MatMul", "Gemm"):
             names.append(node.name)
     return [n for n in names if n]
-
-
-def _first_line(error: Exception) -> str:
-    """Library errors can span pages (optimum, onnxruntime); the first line says what went wrong."""
-    return (str(error).strip().splitlines() or [type(error).__name__])[0]
 
 
 def _graph_inputs(path: Path) -> list[str]:
