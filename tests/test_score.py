@@ -77,10 +77,9 @@ def test_ray_engine_equals_local_on_jsonl_and_parquet(corpus, tiny_export_sessio
     for name, source in [("jsonl", root / "texts.jsonl"), ("parquet", root / "parquet" / "*.parquet")]:
         outputs = {}
         for engine in ("local", "ray"):
-            kw = {"concurrency": 2} if engine == "ray" else {}
             out = f"{name}-{engine}.parquet"
             result = score_files(_cfg(tmp_path, source, out, export=tiny_export_session, id_column="id",
-                                      engine=engine, batch_size=500, **kw))
+                                      engine=engine, batch_size=500))
             assert (result.rows, result.errors) == (N, 0)
             outputs[engine] = pq.read_table(tmp_path / out)
         assert outputs["ray"].equals(outputs["local"]), name

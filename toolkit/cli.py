@@ -476,7 +476,7 @@ def serve(export_dir, variant, provider, replicas, threads_per_replica, max_batc
 @click.option("--batch-size", type=int, default=256, show_default=True, help="Rows per chunk (per map_batches call).")
 @click.option("--threads", type=int, default=None, help="Threads per classifier. Default: local all physical cores, ray 1 per actor.")
 @click.option("--address", default=None, help="--engine ray: join this Ray cluster (auto, ray://HEAD:10001).")
-@click.option("--concurrency", type=int, default=None, help="--engine ray: classifier actors. Default: cluster CPUs // threads.")
+@click.option("--concurrency", type=int, default=None, help="--engine ray: classifier actors. Default: (cluster CPUs - 1) // threads; one CPU stays for reading.")
 @click.option("--force", is_flag=True, help="Replace an existing --output.")
 def score(export_dir, input_path, output, variant, provider, text_column, id_column, engine, batch_size, threads,
           address, concurrency, force):

@@ -281,7 +281,7 @@ class ScoreConfig:
     batch_size: int = 256  # rows per chunk: the runtime sorts them by length into batches of 32
     threads: Optional[int] = None  # per classifier; None: local all physical cores, ray 1 per actor
     address: Optional[str] = None  # ray engine: None starts a local instance
-    concurrency: Optional[int] = None  # ray engine: actors; None: the cluster's CPUs // threads
+    concurrency: Optional[int] = None  # ray engine: actors; None: (the cluster's CPUs - 1) // threads
     force: bool = False
 
     def __post_init__(self):

@@ -298,7 +298,11 @@ def _score_ray(cfg, files, fmt, out_fmt, total, on_progress) -> tuple[int, int, 
     started = _connect_ray(cfg.address)
     try:
         threads = cfg.threads or 1
-        concurrency = cfg.concurrency or max(1, int(ray.cluster_resources().get("CPU", 1) // threads))
+        # Leave one CPU to Ray Data's own tasks: with every CPU held by actors, Ray 2.60's ListFiles
+        # task (1 CPU, before any read) waited forever. A local instance advertises one logical CPU
+        # more than the machine has (_connect_ray), so the actors still get every core here.
+        cpus = ray.cluster_resources().get("CPU", 1)
+        concurrency = cfg.concurrency or max(1, int((cpus - 1) // threads))
         labels, thresholds, variant = _model_info(cfg)
         log.info("ray engine: %d actors x %d threads, batches of %d rows", concurrency, threads, cfg.batch_size)
         scored = _ray_dataset(files, fmt, cfg).map_batches(
@@ -389,7 +393,10 @@ def _connect_ray(address: Optional[str]) -> bool:
         return False
     try:
         # a local instance without the dashboard: see toolkit.serve._connect
-        ray.init(address=address) if address else ray.init(include_dashboard=False)
+        if address:
+            ray.init(address=address)
+        else:
+            ray.init(num_cpus=(os.cpu_count() or 1) + 1, include_dashboard=False)
     except (ConnectionError, RuntimeError, ValueError) as e:
         where = f"the Ray cluster at {address}" if address else "a local Ray instance"
         raise ToolkitError(f"cannot start or reach {where} ({e}); start one with `ray start --head`, "
