@@ -115,10 +115,11 @@ def test_predict_threshold_empty_list_and_model_hash(url, clf):
 @pytest.mark.parametrize("raw, status, match", [
     (json.dumps({"texts": ["x"] * (MAX_TEXTS + 1)}), 413, r"17 texts is over the limit of 16 per request \(max_texts\)"),
     (json.dumps({"texts": ["ok", "y" * (MAX_CHARS + 1)]}), 413, r"texts\[1\] has 501 characters, over the limit of 500 \(max_chars\)"),
-    (json.dumps({"texts": ["z" * 400] * 15}), 413, r"body of \d+ bytes is over the limit of 8192 \(max_body_bytes\)"),
+    (json.dumps({"texts": ["z" * 499] * 17}), 413, r"body of \d+ bytes is over the limit of 8192 \(max_body_bytes\)"),
     ('{"texts": [', 400, r"Invalid JSON"),
     ('["a"]', 422, r"body: Input should be an object"),
-    ('{"text": ["a"]}', 422, r"texts: Field required"),
+    ('{"text": ["a"]}', 422, r"text: Extra inputs are not permitted \(and 1 more\)"),
+    ('{}', 422, r"texts: Field required"),
     ('{"texts": ["a", 3]}', 422, r"texts\.1: Input should be a valid string"),
     ('{"texts": "a"}', 422, r"texts: Input should be a valid (list|array)"),
     ('{"texts": ["a"], "threshold": 2}', 422, r"threshold: Input should be less than or equal to 1"),
