@@ -26,17 +26,21 @@ quantization of a MatMul input (DynamicQuantizeLinear, DynamicQuantizeMatMul and
 MatMulIntegerToFloat take one activation scale per tensor; onnxruntime 1.32), and its weight-only
 MatMulNBits (8 bits, accuracy_level 4, which does quantize activations per block) measured
 0.59-0.69x the per-tensor recipe's speed on MiniLM and was not batch-invariant at block 128
-(3.6e-4). The rewrite uses only standard ONNX ops (Abs, ReduceMax, QuantizeLinear per-axis,
-MatMulInteger, Cast, Mul) and measured 0.85x the per-tensor speed on MiniLM (GoEmotions dev,
-batch 32, 2 threads), with batch dependence exactly 0.
+(3.6e-4). The rewrite uses standard ONNX ops for the scales (max|x| as max(ReduceMax,
+-ReduceMin), per-axis QuantizeLinear) and onnxruntime's MatMulIntegerToFloat for the GEMM. Measured
+speed against per-tensor: 0.81x on the GoEmotions MiniLM (dev, batch 32, 2 threads;
+benchmarks/results/int8-recipes-goemotions-minilm.json) and 0.87x on BERT-base b32 s128
+(benchmarks/results/int8-recipes-bert-base.json), with batch dependence exactly 0.
 
 The onnxruntime trap it avoids: `MatMulIntegerToFloatFusion` (ORT_ENABLE_EXTENDED and above)
-rewrites MatMulInteger -> Cast -> Mul(scale) where the scale is a Mul of two tensors into
-MatMulIntegerToFloat, whose kernel reads one activation scale per tensor: with per-row scales
-it silently computes wrong logits (max |Δprob| 0.35 on a MiniLM). The rewrite multiplies the
-integer product by the weight scales (an initializer) and then by the row scales in a second
-Mul, a shape that fusion does not match, so the file is safe in any session (the runtime's,
-optimum's, plain onnxruntime's). A test runs it at ORT_ENABLE_ALL against ORT_DISABLE_ALL.
+rewrites MatMulInteger -> Cast -> Mul(scale) into MatMulIntegerToFloat even when the scale is a
+per-row tensor, and that kernel reads one activation scale per tensor: with per-row scales it
+silently computes wrong logits (max |Δprob| 0.35 on a MiniLM). The rewrite emits no
+MatMulInteger for the fusion to match: each MatMul is written directly as
+MatMulIntegerToFloat(a_scale = scalar 1.0, b_scale = per-channel weight scales) followed by a
+plain Mul by the row scales, which is right by construction in any session (the runtime's,
+optimum's, plain onnxruntime's). A test runs the file at ORT_ENABLE_ALL against ORT_DISABLE_ALL
+and checks that every integer MatMul's activation scale is the scalar 1.0.
 """
 from __future__ import annotations
 
@@ -148,8 +152,8 @@ def per_token_rewrite(model) -> int:
 
     For an input x of shape [..., K] feeding MatMulInteger nodes with constant int8 weights:
     scale = max|x| / 127 per token ([..., 1]), x_q = QuantizeLinear(x as [rows, K], scale as
-    [rows], 128) (per-axis: one vectorized pass) reshaped back to [..., K], and each consumer's
-    output becomes Cast(MatMulInteger(x_q, W)) * w_scale * scale.
+    [rows], 128) (per-axis: one vectorized pass) reshaped back to [..., K], and each consumer
+    becomes MatMulIntegerToFloat(x_q, W, 1.0, w_scale) * scale (see `_rescale_output`).
 
     Returns:
         How many activations were rewritten.
