@@ -121,9 +121,9 @@ class EmotionClassifier:
     def predict_proba(self, texts: str | Sequence[str]) -> np.ndarray:
         """Sigmoid probabilities, shape (n, labels), float32, columns in `labels` order.
 
-        The same input list always gives the same result. With int8 (dynamic quantization scales
-        each batch's activations together) a text's scores move with its batch mates: up to 0.1 in
-        probability on a GoEmotions MiniLM (see the module docstring).
+        A text's row does not depend on the other texts in the call, their order or the batching
+        (int8 within 1e-6: per-token activation scales); only an `--int8-recipe per-tensor`
+        comparison export moves with batch-mates (see the module docstring).
 
         Args:
             texts: one string or a sequence of strings; empty and whitespace-only strings are
