@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from toolkit.config import DEFAULT_CHECKPOINT, DEFAULT_EXPORT
+from toolkit.config import DEFAULT_CHECKPOINT, DEFAULT_EXPORT, DEFAULT_INT8_RECIPE, INT8_RECIPES, PROVIDER_CHOICES, Variant
 from toolkit.errors import ToolkitError
 from toolkit.tables import format_table
 
@@ -85,19 +85,19 @@ def _data_config(path, fmt, text_column, labels_column, label_columns, ignore_co
 
 
 def _variants(ctx, param, value):
-    from toolkit.config import Variant
-
+    """`export --variants`: the precisions export makes ('all': fp32, fp16, int8)."""
     try:
-        return Variant.parse_list(value)
+        return Variant.parse_list(value, Variant.exported())
     except ToolkitError as e:
         raise click.BadParameter(str(e))
 
 
 def _artifact_variants(ctx, param, value):
-    from toolkit.config import parse_artifact_variants
-
+    """`validate/bench --variants`: any variant an export holds, as names; None ('all'): every one it has."""
+    if value is None or value.strip().lower() in ("", "all"):
+        return None
     try:
-        return parse_artifact_variants(value)
+        return tuple(v.value for v in Variant.parse_list(value))
     except ToolkitError as e:
         raise click.BadParameter(str(e))
 
@@ -254,7 +254,7 @@ def evaluate(checkpoint, data, fmt, split, text_column, labels_column, label_col
 @click.option("--checkpoint", type=click.Path(path_type=Path), default=DEFAULT_CHECKPOINT, show_default=True,
               help="`toolkit train` output, HF multi-label checkpoint dir, or seed state_dict file.")
 @click.option("--out", type=click.Path(path_type=Path), default=DEFAULT_EXPORT, show_default=True)
-@click.option("--variants", default="fp32,fp16,int8", show_default=True, callback=_variants)
+@click.option("--variants", default=",".join(Variant.exported()), show_default=True, callback=_variants)
 @click.option("--opset", type=int, default=18, show_default=True)
 @click.option("--int8", "int8_mode", type=click.Choice(["dynamic", "static"]), default="dynamic", show_default=True)
 @click.option("--calibration-data", type=click.Path(path_type=Path), default=None, help="Texts for --int8 static. Default: the training data.")
@@ -262,7 +262,7 @@ def evaluate(checkpoint, data, fmt, split, text_column, labels_column, label_col
 @click.option("--base-model", default=None, help="For a seed state_dict: preset, directory or hub name giving config and tokenizer.")
 @click.option("--labels", default=None, help="For a seed state_dict: label file (one per line) or 'a,b,c' in head order.")
 @click.option("--max-length", type=int, default=None, help="Tokenizer max length recorded for apps. Default: the checkpoint's.")
-@click.option("--int8-recipe", type=click.Choice(["per-token", "per-tensor"]), default="per-token", show_default=True,
+@click.option("--int8-recipe", type=click.Choice(INT8_RECIPES), default=DEFAULT_INT8_RECIPE, show_default=True,
               help="per-token: batch-invariant scores, gated search on the validation split. "
                    "per-tensor: onnxruntime's default (scores move with batch-mates), for comparison only.")
 @click.option("--int8-search-seconds", type=float, default=600, show_default=True,
@@ -302,7 +302,7 @@ def export(checkpoint, out, variants, opset, int8_mode, calibration_data, calibr
 @click.option("--split", default="dev", show_default=True)
 @click.option("--variants", default=None, callback=_artifact_variants,
               help="Comma-separated: fp32, fp16, int8, int8_static. Default: every variant in the export.")
-@click.option("--provider", type=click.Choice(["auto", "cpu", "cuda", "tensorrt"]), default="auto", show_default=True)
+@click.option("--provider", type=click.Choice(PROVIDER_CHOICES), default="auto", show_default=True)
 @click.option("--batch-size", type=int, default=64, show_default=True)
 @click.option("--max-samples", type=int, default=None, help="Score only the first N texts.")
 @click.option("--report", type=click.Path(path_type=Path), default=None, help="Write the JSON report here too.")
@@ -352,7 +352,7 @@ def validate(export_dir, data, fmt, split, variants, provider, batch_size, max_s
 @click.option("--seq-len", default="128", show_default=True, callback=_int_list, help="Sequence length(s).")
 @click.option("--variants", default=None, callback=_artifact_variants,
               help="Comma-separated: fp32, fp16, int8, int8_static. Default: every variant in the export.")
-@click.option("--provider", type=click.Choice(["auto", "cpu", "cuda", "tensorrt"]), default="auto", show_default=True)
+@click.option("--provider", type=click.Choice(PROVIDER_CHOICES), default="auto", show_default=True)
 @click.option("--threads", type=int, default=None, help="Intra-op threads. Default: physical cores.")
 @click.option("--warmup", type=int, default=5, show_default=True)
 @click.option("--iterations", type=int, default=None, help="Timed runs per case (>= 20 by default).")
@@ -383,7 +383,7 @@ def bench(export_dir, preset, batch, seq_len, variants, provider, threads, warmu
 @click.argument("texts", nargs=-1)
 @click.option("--export", "export_dir", type=click.Path(path_type=Path), default=DEFAULT_EXPORT, show_default=True)
 @click.option("--variant", default="auto", show_default=True, help="auto (int8 on CPU, fp16 on CUDA), fp32, fp16 or int8.")
-@click.option("--provider", type=click.Choice(["auto", "cpu", "cuda", "tensorrt"]), default="auto", show_default=True)
+@click.option("--provider", type=click.Choice(PROVIDER_CHOICES), default="auto", show_default=True)
 @click.option("--threshold-override", type=float, default=None, help="One threshold for every label instead of the tuned ones.")
 @click.option("--file", "file_path", type=click.Path(path_type=Path), default=None, help="Read texts from a file, one per line.")
 @click.option("--pretty", is_flag=True, help="A compact table instead of JSON lines.")
@@ -421,7 +421,7 @@ def predict(texts, export_dir, variant, provider, threshold_override, file_path,
 @cli.command()
 @click.option("--export", "export_dir", type=click.Path(path_type=Path), default=DEFAULT_EXPORT, show_default=True)
 @click.option("--variant", default="auto", show_default=True, help="auto (int8 on CPU, fp16 on CUDA), fp32, fp16 or int8.")
-@click.option("--provider", type=click.Choice(["auto", "cpu", "cuda", "tensorrt"]), default="auto", show_default=True)
+@click.option("--provider", type=click.Choice(PROVIDER_CHOICES), default="auto", show_default=True)
 @click.option("--replicas", type=int, default=1, show_default=True, help="Model replicas (processes), spread over the cluster's nodes.")
 @click.option("--threads-per-replica", type=int, default=None,
               help="onnxruntime threads (and CPUs reserved) per replica. Default: physical cores // replicas, "
@@ -472,7 +472,7 @@ def serve(export_dir, variant, provider, replicas, threads_per_replica, max_batc
 @click.option("--input", "input_path", required=True, help="A JSONL, CSV or Parquet file, or a glob ('data/*.jsonl').")
 @click.option("--output", type=click.Path(path_type=Path), required=True, help="Output file: .jsonl, .csv or .parquet.")
 @click.option("--variant", default="auto", show_default=True, help="auto (int8 on CPU, fp16 on CUDA), fp32, fp16 or int8.")
-@click.option("--provider", type=click.Choice(["auto", "cpu", "cuda", "tensorrt"]), default="auto", show_default=True)
+@click.option("--provider", type=click.Choice(PROVIDER_CHOICES), default="auto", show_default=True)
 @click.option("--text-column", default="text", show_default=True)
 @click.option("--id-column", default=None, help="Column copied to the output's id. Default: the row number.")
 @click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,

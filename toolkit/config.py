@@ -12,48 +12,99 @@ DEFAULT_CHECKPOINT = Path("checkpoints/emotion")
 DEFAULT_EXPORT = Path("exported/emotion")
 
 
-class Variant(str, enum.Enum):
-    """The precisions `toolkit export` produces."""
+class _Name(str, enum.Enum):
+    """A name given on the command line and stored in JSON: a str that formats as its value."""
+
+    def __str__(self) -> str:
+        return self.value
+
+    def __format__(self, spec: str) -> str:
+        return format(self.value, spec)
+
+
+class Variant(_Name):
+    """Every ONNX variant an export directory can hold, in canonical order.
+
+    `toolkit export --variants` names the precisions (`exported()`: fp32, fp16, int8); the
+    calibrated QDQ model `int8_static` comes with `--int8 static`. validate, bench and the
+    runtime take any of them by name. A member is a str, and formats as its value.
+    """
 
     FP32 = "fp32"
     FP16 = "fp16"
     INT8 = "int8"
+    INT8_STATIC = "int8_static"
+
+    @property
+    def is_int8(self) -> bool:
+        return self in (Variant.INT8, Variant.INT8_STATIC)
 
     @classmethod
-    def parse_list(cls, text: str | None) -> tuple["Variant", ...]:
-        """Parse 'fp32,int8' into variants, in canonical order, rejecting unknown names."""
-        if text is None or text.strip() in ("", "all"):
-            return tuple(cls)
+    def exported(cls) -> tuple["Variant", ...]:
+        """What `toolkit export` produces by default and what `--variants` may name."""
+        return (cls.FP32, cls.FP16, cls.INT8)
+
+    @classmethod
+    def parse(cls, name: "str | Variant", choices: Optional[tuple["Variant", ...]] = None) -> "Variant":
+        """One variant by name (case and surrounding spaces ignored).
+
+        Raises:
+            ToolkitError: the name is not one of `choices` (default: every variant).
+        """
+        choices = tuple(cls) if choices is None else tuple(choices)
+        text = str(getattr(name, "value", name)).strip().lower()
+        for variant in choices:
+            if variant.value == text:
+                return variant
+        raise _unknown_variants([text], choices)
+
+    @classmethod
+    def parse_list(cls, text: str | None, choices: Optional[tuple["Variant", ...]] = None) -> tuple["Variant", ...]:
+        """Parse 'int8,fp32' into variants, in canonical order; None, '' or 'all' -> every one of `choices`.
+
+        Raises:
+            ToolkitError: a name is not one of `choices` (default: every variant).
+        """
+        choices = tuple(cls) if choices is None else tuple(choices)
+        if text is None or text.strip().lower() in ("", "all"):
+            return choices
         names = [t.strip().lower() for t in text.split(",") if t.strip()]
-        allowed = [v.value for v in cls]
-        unknown = [n for n in names if n not in allowed]
+        unknown = [n for n in names if n not in [v.value for v in choices]]
         if unknown:
-            raise ToolkitError(
-                f"unknown variant {', '.join(repr(u) for u in unknown)}: choose from {', '.join(allowed)}"
-            )
-        return tuple(v for v in cls if v.value in names)
+            raise _unknown_variants(unknown, choices)
+        return tuple(v for v in choices if v.value in names)
 
 
-# What an export directory can hold: the three precisions, plus the calibrated QDQ model that
-# `toolkit export --int8 static` adds. validate, bench and the runtime take any of them by name.
-ARTIFACT_VARIANTS = ("fp32", "fp16", "int8", "int8_static")
+def _unknown_variants(names: list[str], choices: tuple[Variant, ...]) -> ToolkitError:
+    return ToolkitError(f"unknown variant {', '.join(repr(n) for n in names)}: "
+                        f"choose from {', '.join(v.value for v in choices)}")
 
 
-def parse_artifact_variants(text: str | None) -> Optional[tuple[str, ...]]:
-    """'int8_static,fp32' -> ('fp32', 'int8_static'); None, '' or 'all' -> None (every variant the export has)."""
-    if text is None or text.strip().lower() in ("", "all"):
-        return None
-    names = [t.strip().lower() for t in text.split(",") if t.strip()]
-    unknown = [n for n in names if n not in ARTIFACT_VARIANTS]
-    if unknown:
-        raise ToolkitError(f"unknown variant {', '.join(repr(u) for u in unknown)}: choose from "
-                           f"{', '.join(ARTIFACT_VARIANTS)}")
-    return tuple(v for v in ARTIFACT_VARIANTS if v in names)
+# int8 recipes (`toolkit export --int8-recipe`), explained in toolkit.quantize.
+PER_TOKEN = "per-token"  # batch-invariant: each token's activations get their own scale
+PER_TENSOR = "per-tensor"  # onnxruntime's DynamicQuantizeLinear: batch-dependent, kept for comparison only
+INT8_RECIPES = (PER_TOKEN, PER_TENSOR)
+DEFAULT_INT8_RECIPE = PER_TOKEN
+
+class Provider(_Name):
+    """Execution providers by their short names (onnxruntime's own names: toolkit.session)."""
+
+    CPU = "cpu"
+    CUDA = "cuda"
+    TENSORRT = "tensorrt"
+
+
+PROVIDER_CHOICES = ("auto", *(p.value for p in Provider))  # "auto": CUDA when this onnxruntime has it, else CPU
 
 
 def _check(condition: bool, message: str) -> None:
     if not condition:
         raise ToolkitError(message)
+
+
+def _check_provider(provider: str) -> None:
+    _check(provider in PROVIDER_CHOICES,
+           f"--provider must be {', '.join(PROVIDER_CHOICES[:-1])} or {PROVIDER_CHOICES[-1]}, got {provider!r}")
 
 
 @dataclass(frozen=True)
@@ -131,7 +182,7 @@ class ExportConfig:
 
     checkpoint: Path = DEFAULT_CHECKPOINT
     out: Path = DEFAULT_EXPORT
-    variants: tuple[Variant, ...] = tuple(Variant)
+    variants: tuple[Variant, ...] = Variant.exported()
     opset: int = 18  # optimum-onnx's default; >= 17 has LayerNormalization
     int8_mode: str = "dynamic"  # 'dynamic' | 'static'
     calibration_data: Optional[Path] = None
@@ -140,7 +191,7 @@ class ExportConfig:
     labels: Optional[str] = None  # for seed state_dict checkpoints: file or comma list
     max_length: Optional[int] = None  # None: the checkpoint's training max length
     force: bool = False
-    int8_recipe: str = "per-token"  # 'per-token' (batch-invariant) | 'per-tensor' (for comparison only)
+    int8_recipe: str = DEFAULT_INT8_RECIPE  # one of INT8_RECIPES
     # The int8 search (smoothing, then MatMuls kept in float) gates candidates on the validation
     # split; 600 s bounds it on 2 cores (MiniLM: ~4 s a candidate, 37 MatMuls to rank).
     int8_search_seconds: float = 600.0
@@ -149,9 +200,10 @@ class ExportConfig:
     gates: Gates = field(default_factory=lambda: Gates())
 
     def __post_init__(self):
-        _check(len(self.variants) > 0, "--variants must name at least one of fp32, fp16, int8")
-        _check(self.int8_recipe in ("per-token", "per-tensor"),
-               f"--int8-recipe must be per-token or per-tensor, got {self.int8_recipe!r}")
+        _check(len(self.variants) > 0,
+               f"--variants must name at least one of {', '.join(v.value for v in Variant.exported())}")
+        _check(self.int8_recipe in INT8_RECIPES,
+               f"--int8-recipe must be {' or '.join(INT8_RECIPES)}, got {self.int8_recipe!r}")
         _check(self.int8_search_seconds >= 0, f"--int8-search-seconds must be >= 0, got {self.int8_search_seconds}")
         _check(self.int8_max_float >= 0, f"--int8-max-float must be >= 0, got {self.int8_max_float}")
         _check(self.calibration_samples >= 1, f"--calibration-samples must be >= 1, got {self.calibration_samples}")
@@ -194,7 +246,7 @@ class ValidateConfig:
     def __post_init__(self):
         _check(self.batch_size >= 1, f"--batch-size must be >= 1, got {self.batch_size}")
         _check(self.max_samples is None or self.max_samples >= 1, f"--max-samples must be >= 1, got {self.max_samples}")
-        _check(self.provider in ("auto", "cpu", "cuda", "tensorrt"), f"--provider must be auto, cpu, cuda or tensorrt, got {self.provider!r}")
+        _check_provider(self.provider)
 
 
 @dataclass(frozen=True)
@@ -222,7 +274,7 @@ class BenchConfig:
         _check(all(b >= 1 for b in self.batches), f"--batch values must be >= 1, got {self.batches}")
         _check(all(1 <= s <= 512 for s in self.seq_lens), f"--seq-len values must be in [1, 512], got {self.seq_lens}")
         _check(self.preset in (None, "bert-base", "minilm", "tiny"), f"--preset must be bert-base, minilm or tiny, got {self.preset!r}")
-        _check(self.provider in ("auto", "cpu", "cuda", "tensorrt"), f"--provider must be auto, cpu, cuda or tensorrt, got {self.provider!r}")
+        _check_provider(self.provider)
         _check(self.warmup >= 0, f"--warmup must be >= 0, got {self.warmup}")
         _check(self.iterations is None or self.iterations >= 1, f"--iterations must be >= 1, got {self.iterations}")
 

@@ -10,7 +10,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from toolkit.config import Gates
+from toolkit.config import Gates, Variant
 from toolkit.metrics import MetricReport
 
 NEAR_THRESHOLD = 0.02  # a prob this close to its threshold flips on a ~1e-2 quantization error: int8's typical size
@@ -169,7 +169,7 @@ def gate_checks(variant: str, gates: Gates, parity: Parity, rows: Sequence[Label
     """
     checks = [Check(variant, "nan_inf", float(parity.nan_inf), 0.0,
                     detail=f"{parity.nan_inf} non-finite probabilities")]
-    if variant == "fp32":
+    if variant == Variant.FP32:
         checks.append(Check(variant, "max_abs_diff", _or_inf(parity.max_abs_diff), gates.fp32_max_abs_diff))
         checks.append(Check(variant, "agreement", parity.agreement, gates.fp32_min_agreement, kind="min",
                             detail=f"{sum(parity.flips.values())} flipped decisions, "

@@ -6,6 +6,9 @@
 
 Nothing here imports torch, transformers or optimum (a test checks it in a fresh interpreter).
 
+Sessions and providers (`open_session`, `resolve_providers`, onnxruntime's provider names) live in
+`toolkit.session` and are re-exported here: apps, validate and bench open models the same way.
+
 Every variant `toolkit export` makes by default is batch-invariant: a text's scores do not depend on
 the texts batched or padded with it (int8 quantizes each token with its own scale). Only the
 `--int8-recipe per-tensor` comparison variant shifts with batch-mates.
@@ -14,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -23,20 +25,25 @@ import numpy as np
 import onnxruntime as ort
 
 from toolkit import artifacts
-from toolkit.errors import ArtifactError, ProviderError, ToolkitError
+from toolkit.config import Provider, Variant
+from toolkit.errors import ArtifactError, ToolkitError
+from toolkit.metrics import sigmoid
+from toolkit.session import (CPU, CUDA, CUDA_DEVICE_ID, GPU_HINT, PROVIDER_CHAINS, SHORT_NAMES, TENSORRT, input_dtypes,
+                             open_session, physical_cores, resolve_providers, tensorrt_cache_dir)
+
+__all__ = ["EmotionClassifier", "Prediction", "DEFAULT_MAX_BATCH", "AUTO_VARIANTS", "MODEL_INPUTS",
+           # toolkit.session, re-exported
+           "CPU", "CUDA", "TENSORRT", "CUDA_DEVICE_ID", "GPU_HINT", "PROVIDER_CHAINS", "SHORT_NAMES", "input_dtypes",
+           "open_session", "physical_cores", "resolve_providers", "tensorrt_cache_dir",
+           # for validate and bench
+           "verify_files", "pad_id"]
 
 log = logging.getLogger(__name__)
 
-CPU = "CPUExecutionProvider"
-CUDA = "CUDAExecutionProvider"
-TENSORRT = "TensorrtExecutionProvider"
-PROVIDER_CHAINS = {"cpu": [CPU], "cuda": [CUDA, CPU], "tensorrt": [TENSORRT, CUDA, CPU]}
-GPU_HINT = "pip install onnxruntime-gpu (or `pip install toolkit[gpu]`) in place of onnxruntime, with a matching CUDA"
-CUDA_DEVICE_ID = 0  # one GPU per process; pin another one with CUDA_VISIBLE_DEVICES
-SHORT_NAMES = {CPU: "cpu", CUDA: "cuda", TENSORRT: "tensorrt"}
 # variant="auto": fastest first for the device (int8 on CPU, fp16 on a GPU), then the others, most
 # faithful first; a variant that failed validation (or export's int8 gate) is skipped.
-AUTO_VARIANTS = {"cpu": ("int8", "int8_static", "fp32", "fp16"), "gpu": ("fp16", "fp32", "int8", "int8_static")}
+AUTO_VARIANTS = {"cpu": (Variant.INT8.value, Variant.INT8_STATIC.value, Variant.FP32.value, Variant.FP16.value),
+                 "gpu": (Variant.FP16.value, Variant.FP32.value, Variant.INT8.value, Variant.INT8_STATIC.value)}
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 # 256 GoEmotions texts, MiniLM int8, 2 cores: batches of 16-32 were fastest, 64 took 1.6x and 256 2x as long
 DEFAULT_MAX_BATCH = 32
@@ -81,7 +88,7 @@ class EmotionClassifier:
         self.provider = SHORT_NAMES.get(attached, attached)
         self.max_batch_size = max_batch_size
         self._tokenizer = tokenizer
-        self._inputs = {i.name: _numpy_dtype(i.type) for i in session.get_inputs()}
+        self._inputs = input_dtypes(session)
         self._output = session.get_outputs()[0].name
         self._pad_id = pad_id
 
@@ -142,7 +149,7 @@ class EmotionClassifier:
         for start in range(0, len(order), self.max_batch_size):
             index = order[start:start + self.max_batch_size]
             logits = self._run([encodings[i] for i in index])
-            probs[index] = _sigmoid(logits)
+            probs[index] = sigmoid(logits).astype(np.float32)
         return probs
 
     def predict(self, texts: str | Sequence[str], threshold: float | None = None) -> list[Prediction]:
@@ -223,137 +230,6 @@ class EmotionClassifier:
             )
 
 
-def resolve_providers(provider: str) -> list[str]:
-    """The onnxruntime execution providers to request, best first.
-
-    Args:
-        provider: "auto" (CUDA when this onnxruntime has it, else CPU), "cpu", "cuda" or "tensorrt".
-
-    Returns:
-        Provider names, always ending with the CPU provider for ops a GPU provider does not cover.
-
-    Raises:
-        ProviderError: unknown name, or a GPU provider this onnxruntime build lacks.
-    """
-    name = str(provider).strip().lower()
-    available = ort.get_available_providers()
-    if name == "auto":
-        return list(PROVIDER_CHAINS["cuda" if CUDA in available else "cpu"])
-    if name not in PROVIDER_CHAINS:
-        raise ProviderError(f"provider {provider!r} is not supported; use one of auto, {', '.join(PROVIDER_CHAINS)}")
-    missing = [p for p in PROVIDER_CHAINS[name] if p not in available]
-    if missing:
-        raise ProviderError(
-            f"provider {name!r} needs {', '.join(missing)}, but onnxruntime {ort.__version__} offers only "
-            f"{', '.join(available)}; {GPU_HINT}"
-        )
-    return list(PROVIDER_CHAINS[name])
-
-
-def open_session(model_path, provider: str = "auto", threads: int | None = None) -> ort.InferenceSession:
-    """An onnxruntime session on the requested provider, or an error: never a silent CPU fallback.
-
-    Args:
-        model_path: an `.onnx` file.
-        provider: see `resolve_providers`. With "auto", a CUDA provider that onnxruntime lists
-            but cannot start (no GPU, CUDA/cuDNN libraries missing) gives a CPU session and a
-            logged warning; a provider named explicitly gives ProviderError instead.
-        threads: intra-op threads; None means the number of physical cores this process may use.
-
-    Returns:
-        The session; `session.get_providers()[0]` is the provider actually used.
-
-    Raises:
-        ProviderError: the provider is unknown or missing, or a requested GPU provider did not attach.
-        ArtifactError: the file is missing or onnxruntime cannot load it.
-    """
-    model_path = Path(model_path)
-    providers = resolve_providers(provider)
-    if not model_path.is_file():
-        raise ArtifactError(f"{model_path}: ONNX model not found; re-run `toolkit export --force`")
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = int(threads) if threads else physical_cores()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    try:
-        session = _create_session(model_path, options, providers)
-    except ProviderError as e:
-        if str(provider).strip().lower() != "auto":
-            raise
-        log.warning("%s; provider auto continues on CPUExecutionProvider", e)
-        return _create_session(model_path, options, [CPU])
-    log.debug("%s: session on %s, %d intra-op threads", model_path.name, session.get_providers()[0],
-              options.intra_op_num_threads)
-    return session
-
-
-def physical_cores() -> int:
-    """Physical cores this process may run on: hyper-threads slow ORT's intra-op pool down, not up."""
-    try:
-        allowed = os.sched_getaffinity(0)
-    except AttributeError:  # macOS, Windows
-        allowed = set(range(os.cpu_count() or 1))
-    cores = set()
-    for cpu in allowed:
-        topology = Path(f"/sys/devices/system/cpu/cpu{cpu}/topology")
-        try:
-            cores.add(((topology / "physical_package_id").read_text(), (topology / "core_id").read_text()))
-        except OSError:
-            return max(1, len(allowed))  # no sysfs topology: count logical CPUs
-    return max(1, len(cores))
-
-
-def _create_session(model_path: Path, options, providers: list[str]) -> ort.InferenceSession:
-    try:
-        session = ort.InferenceSession(str(model_path), sess_options=options,
-                                       providers=[_with_options(p) for p in providers])
-    except Exception as e:  # onnxruntime raises its own Fail/InvalidGraph/RuntimeError types
-        if providers[0] != CPU and _is_provider_failure(e):
-            raise ProviderError(f"{model_path}: {providers[0]} failed to start ({e}); {GPU_HINT}") from e
-        raise ArtifactError(f"{model_path}: onnxruntime cannot load the model ({e}); "
-                            "re-run `toolkit export --force`") from e
-    attached = session.get_providers()
-    # onnxruntime only logs an error when CUDA cannot load its libraries and runs on CPU instead
-    # (https://github.com/microsoft/onnxruntime/issues/23372): compare what attached with what was asked.
-    if providers[0] != CPU and providers[0] not in attached:
-        raise ProviderError(
-            f"{model_path}: {providers[0]} was requested but onnxruntime attached only {', '.join(attached)} "
-            f"(no GPU visible, or CUDA/cuDNN libraries not found); {GPU_HINT}, or use provider 'cpu'"
-        )
-    return session
-
-
-def _with_options(provider: str):
-    if provider == CUDA:
-        # TF32 matmuls (onnxruntime's CUDA default on Ampere and newer) moved fp32 probabilities by
-        # 5e-4 on an H200, 500x the fp32 parity limit; fp32 must mean fp32. fp16 is unaffected.
-        return provider, {"device_id": CUDA_DEVICE_ID, "use_tf32": 0}
-    if provider == TENSORRT:
-        # Building TensorRT engines takes minutes per input shape: keep them across processes.
-        # Precision stays the variant's own (no trt_fp16_enable), so fp32 stays fp32.
-        cache = tensorrt_cache_dir()
-        return provider, {"device_id": CUDA_DEVICE_ID, "trt_engine_cache_enable": True,
-                          "trt_engine_cache_path": str(cache), "trt_timing_cache_enable": True,
-                          "trt_timing_cache_path": str(cache)}
-    return provider
-
-
-def tensorrt_cache_dir() -> Path:
-    """Where TensorRT engines are cached: $TOOLKIT_TRT_CACHE, else ~/.cache/toolkit/tensorrt."""
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    cache = Path(os.environ.get("TOOLKIT_TRT_CACHE") or Path(base) / "toolkit" / "tensorrt")
-    try:
-        cache.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise ProviderError(f"{cache}: cannot create the TensorRT engine cache ({e.strerror}); "
-                            "set TOOLKIT_TRT_CACHE to a writable directory") from e
-    return cache
-
-
-def _is_provider_failure(error: Exception) -> bool:
-    text = str(error).lower()
-    return any(word in text for word in ("cuda", "cudnn", "tensorrt", "provider", "libcublas", "gpu"))
-
-
 def _as_texts(texts) -> list[str]:
     if isinstance(texts, str):
         return [texts]
@@ -371,11 +247,6 @@ def _check_threshold(threshold) -> float:
             or not 0.0 <= float(threshold) <= 1.0:
         raise ToolkitError(f"threshold override must be a number in [0, 1], got {threshold!r}")
     return float(threshold)
-
-
-def _sigmoid(logits: np.ndarray) -> np.ndarray:
-    # exp(-log(1 + exp(-x))) never overflows, unlike 1 / (1 + exp(-x)) for x << 0; fp64 then back.
-    return np.exp(-np.logaddexp(0.0, -logits.astype(np.float64))).astype(np.float32)
 
 
 def _check_labels(export_dir: Path, manifest: dict) -> None:
@@ -470,9 +341,9 @@ def _open_variant(export_dir: Path, manifest: dict, variant: str, provider: str,
     session = open_session(export_dir / model_file, provider, threads)
     if session.get_providers()[0] == CPU and resolve_providers(provider)[0] != CPU:
         # provider auto fell back to CPU (see open_session): take the variant auto picks for CPU
-        cpu_name, cpu_file = _choose_variant(export_dir, manifest, variant, "cpu")
+        cpu_name, cpu_file = _choose_variant(export_dir, manifest, variant, Provider.CPU.value)
         if cpu_name != name:
-            name, session = cpu_name, open_session(export_dir / cpu_file, "cpu", threads)
+            name, session = cpu_name, open_session(export_dir / cpu_file, Provider.CPU.value, threads)
     return name, session
 
 
@@ -520,10 +391,6 @@ def _pad_id(tokenizer) -> int:
     return 0  # masked out by attention_mask, so any id gives the same scores
 
 
-def _numpy_dtype(onnx_type: str):
-    return {"tensor(int64)": np.int64, "tensor(int32)": np.int32}.get(onnx_type, np.int64)
-
-
 # ---------------------------------------------------------------------------- for validate and bench
 # Public wrappers, so that the code that checks and times a model uses the runtime's own rules.
 
@@ -535,11 +402,6 @@ def verify_files(export_dir, manifest: dict) -> None:
         ArtifactError: a file is missing, modified, or has no checksum in the manifest.
     """
     _verify_files(Path(export_dir), manifest)
-
-
-def input_dtypes(session: ort.InferenceSession) -> dict:
-    """{input name: numpy dtype} for every input the graph declares (feed only those)."""
-    return {i.name: _numpy_dtype(i.type) for i in session.get_inputs()}
 
 
 def pad_id(tokenizer) -> int:

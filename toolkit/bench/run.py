@@ -19,7 +19,7 @@ from toolkit.bench.report import plot_result, require_matplotlib
 from toolkit.bench.results import BUSY_CPU, FIXED, REAL_TEXT, BenchResult, MachineInfo, Measured, write_csv, \
     write_json
 from toolkit.bench.text import bench_real_text
-from toolkit.config import DEFAULT_EXPORT, BenchConfig, Variant
+from toolkit.config import DEFAULT_EXPORT, BenchConfig, Provider
 from toolkit.errors import ArtifactError, ProviderError, ToolkitError
 
 log = logging.getLogger(__name__)
@@ -56,7 +56,7 @@ def run_bench(cfg: BenchConfig) -> BenchResult:
     date = artifacts.utc_now()
     machine = machine_info()  # before building a preset, so the load average is other processes' only
     providers = select_providers(cfg.provider)
-    if cfg.data is not None and "tensorrt" in providers:
+    if cfg.data is not None and Provider.TENSORRT in providers:
         raise ProviderError("real-text mode changes the shape every batch and TensorRT rebuilds its engine per shape; "
                             "use --provider cuda or cpu with --data, or drop --data for fixed shapes on TensorRT")
     export_dir, source = _resolve_source(cfg)
@@ -84,7 +84,7 @@ def select_providers(provider: str) -> list[str]:
     """
     chain = runtime.resolve_providers(provider)  # raises ProviderError for a missing GPU provider
     if str(provider).strip().lower() == "auto":
-        return ["cuda", "cpu"] if chain[0] == runtime.CUDA else ["cpu"]
+        return [Provider.CUDA.value, Provider.CPU.value] if chain[0] == runtime.CUDA else [Provider.CPU.value]
     return [runtime.SHORT_NAMES[chain[0]]]
 
 
@@ -121,7 +121,7 @@ def _resolve_source(cfg: BenchConfig) -> tuple[Path, dict]:
 
 def _select_variants(cfg: BenchConfig, manifest: dict, export_dir: Path) -> tuple[list[str], list[str]]:
     """The requested variants the export has, in canonical order; missing ones become notes."""
-    wanted = ([v.value if isinstance(v, Variant) else str(v) for v in cfg.variants] if cfg.variants
+    wanted = ([str(getattr(v, "value", v)) for v in cfg.variants] if cfg.variants
               else list(manifest.get("variants") or {}))
     present = [v for v in wanted if v in (manifest.get("variants") or {})]
     notes = [f"variant {v} is not in {export_dir}: skipped (re-export with `toolkit export --variants {v}`)"
@@ -160,7 +160,7 @@ def _settings(cfg: BenchConfig, measured: Measured, threads: int, variants: list
         "mode": REAL_TEXT if cfg.data else FIXED, "data": str(cfg.data) if cfg.data else None,
         "schedule": "round-robin across runners, one run each per round", "onnxruntime": ORT_SETTINGS,
     }
-    if "tensorrt" in measured.providers:
+    if Provider.TENSORRT in measured.providers:
         settings["tensorrt"] = {"session": "toolkit.runtime.open_session: the variant's own precision, "
                                            "no trt_fp16_enable", "engine_cache": str(runtime.tensorrt_cache_dir())}
     if cfg.data:

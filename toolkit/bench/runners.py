@@ -16,7 +16,7 @@ import numpy as np
 
 from toolkit import runtime
 from toolkit.bench.results import PYTORCH_FP16, PYTORCH_FP32
-from toolkit.config import BenchConfig
+from toolkit.config import BenchConfig, Provider, Variant
 from toolkit.errors import ProviderError
 
 log = logging.getLogger(__name__)
@@ -148,7 +148,7 @@ def open_per_provider(cfg: BenchConfig, providers: list[str], open_runners: Call
         try:
             runners += open_runners(provider)
         except ProviderError as e:
-            if cfg.provider != "auto" or provider == "cpu":
+            if cfg.provider != "auto" or provider == Provider.CPU:
                 raise
             notes.append(f"provider auto: {provider} is listed by onnxruntime but did not start, so this run is "
                          f"CPU only ({e})")
@@ -164,19 +164,19 @@ def attention_of(runners) -> Optional[str]:
 
 
 def device_of(provider: str) -> str:
-    return "cpu" if provider == "cpu" else "cuda"
+    return Provider.CPU.value if provider == Provider.CPU else Provider.CUDA.value
 
 
 def note_provider_quirks(runners, notes: list[str]) -> None:
     variants = {(r.variant, r.device) for r in runners}
-    if ("fp16", "cpu") in variants:
+    if (Variant.FP16, Provider.CPU) in variants:
         notes.append("fp16 on CPU: measured for completeness; onnxruntime's float16 CPU kernels depend on the CPU "
                      "(AVX512-FP16, ARM) and float32 casts fill the gaps; fp16 is the GPU variant")
-    if any(r.provider == "tensorrt" for r in runners):
+    if any(r.provider == Provider.TENSORRT for r in runners):
         notes.append("tensorrt: sessions are toolkit.runtime's, so each variant keeps its own precision (no "
                      "trt_fp16_enable: fp32 stays fp32); nodes TensorRT cannot take (com.microsoft fused ops, "
                      "dynamic int8) run on CUDA/CPU")
-    if ("int8", "cuda") in variants:
+    if (Variant.INT8, Provider.CUDA) in variants:
         notes.append("int8 on CUDA: dynamic-quantization ops (DynamicQuantizeLinear, MatMulInteger, ...) are CPU "
                      "kernels, so much of the int8 graph runs on the CPU with copies in between; int8 is the CPU "
                      "variant")

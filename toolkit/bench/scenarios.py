@@ -18,7 +18,7 @@ from typing import Optional
 from toolkit import artifacts, runtime
 from toolkit.bench.results import OPTIMUM_PREFIX, SEED_LOOP
 from toolkit.bench.runners import OrtRunner, Plan, bound
-from toolkit.config import Variant
+from toolkit.config import Provider, Variant
 from toolkit.errors import ArtifactError, ProviderError, ToolkitError
 
 log = logging.getLogger(__name__)
@@ -69,7 +69,7 @@ def prepare_preset(name: str, cache_dir: Path = CACHE_DIR) -> Path:
     log.info("preset %s: building %s (%s)", name, base, reason)
     if _checkpoint_spec(checkpoint) != spec:
         _build_preset_checkpoint(name, checkpoint, spec)
-    export_model(ExportConfig(checkpoint=checkpoint, out=export_dir, variants=tuple(Variant), force=True))
+    export_model(ExportConfig(checkpoint=checkpoint, out=export_dir, variants=Variant.exported(), force=True))
     return export_dir
 
 
@@ -100,7 +100,7 @@ def stale_cache(export_dir: Path, checkpoint: Path, spec: dict) -> Optional[str]
         artifacts.verify_checksums(export_dir, manifest)
     except ArtifactError as e:
         return f"cached export unusable: {e}"
-    missing = [v.value for v in Variant if v.value not in (manifest.get("variants") or {})]
+    missing = [v.value for v in Variant.exported() if v.value not in (manifest.get("variants") or {})]
     return f"cached export lacks {', '.join(missing)}" if missing else None
 
 
@@ -196,7 +196,7 @@ def optimum_plans(export_dir: Path, file_name: str, variant: str, providers: lis
         model = ORTModelForSequenceClassification.from_pretrained(
             export_dir, file_name=file_name, provider=requested, session_options=_optimum_options(threads))
         runner = OrtRunner(OPTIMUM_PREFIX + variant, export_dir, provider, threads, session=model.session)
-        if provider != "cpu" and runner.provider == "cpu":
+        if provider != Provider.CPU and runner.provider == Provider.CPU:
             raise ProviderError(f"{export_dir}: optimum's session asked for {requested} but attached only CPU; "
                                 f"{runtime.GPU_HINT}")
 

@@ -21,8 +21,9 @@ from toolkit.bench.results import REAL_TEXT, BenchRecord, Measured, finish_case,
 from toolkit.bench.runners import OrtRunner, Plan, TorchRunner, attention_of, bound, device_of, \
     note_provider_quirks, open_per_provider, torch_runners
 from toolkit.bench.timing import round_robin, timing_stats
-from toolkit.config import BenchConfig
+from toolkit.config import BenchConfig, Variant
 from toolkit.errors import DataError
+from toolkit.metrics import sigmoid
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +109,7 @@ def _comparison_plans(corpus: _Corpus, manifest: dict, variants: list[str], runn
     """optimum on the int8 file (else the first variant), then the seed loop: the reference row,
     measured again in every case so that it shares the case's noise."""
     in_order = chunked(corpus.texts, batch)
-    variant = "int8" if "int8" in variants else variants[0]
+    variant = Variant.INT8.value if Variant.INT8 in variants else variants[0]
     plans = scenarios.optimum_plans(corpus.export_dir, manifest["variants"][variant]["file"], variant, providers,
                                     threads, in_order, batch, corpus.max_length, corpus.padded_tokens(in_order), notes)
     return plans + scenarios.seed_loop_plans([r for r in runners if isinstance(r, TorchRunner)], corpus.texts)
@@ -141,7 +142,7 @@ def _time_plans(cfg: BenchConfig, plans: list[Plan], batch: int, notes: list[str
 
 def ort_text_unit(runner: OrtRunner, tokenizer, chunk: list[str]) -> np.ndarray:
     (logits,) = runner.session.run(runner.outputs[:1], runner.feeds(encode(tokenizer, chunk)))
-    return np.exp(-np.logaddexp(0.0, -logits))  # sigmoid without overflow for very negative logits
+    return sigmoid(logits)  # the runtime's own activation (toolkit.metrics.sigmoid)
 
 
 def torch_text_unit(runner: TorchRunner, tokenizer, chunk: list[str]) -> np.ndarray:
