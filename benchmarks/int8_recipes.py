@@ -51,9 +51,8 @@ def _build_recipes(fp32: Path, work: Path, calibration: list[dict]) -> dict[str,
     import onnx
 
     from toolkit import quantize
-    from toolkit.export import _logits_head_nodes
 
-    head = _logits_head_nodes(onnx.load(str(fp32), load_external_data=False))
+    head = quantize.logits_head_nodes(onnx.load(str(fp32), load_external_data=False))
     factors = quantize.smoothing_factors(fp32, calibration, head)
     files = {}
     for name, recipe, smooth in (("per-tensor", "per-tensor", None), ("per-token", "per-token", None),

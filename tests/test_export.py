@@ -12,7 +12,7 @@ import pytest
 from toolkit import artifacts
 from toolkit.config import ExportConfig, Variant
 from toolkit.errors import ArtifactError, ExportError, ModelError, ToolkitError
-from toolkit.export import INT8_STATIC, export_model, format_summary, requested_variants
+from toolkit.export import export_model, format_summary, requested_variants
 
 VARIANTS = ("fp32", "fp16", "int8")
 TEXTS = ["I love this!", "this is terrible and i am so angry about it", "what a surprise", "ok"]
@@ -193,12 +193,12 @@ def test_existing_target_needs_force(tiny_checkpoint, tmp_path):
 
 @pytest.mark.parametrize("existing", [False, True])
 def test_interrupted_export_leaves_nothing(tiny_checkpoint, tmp_path, monkeypatch, existing):
-    import toolkit.export as export
+    import toolkit.quantize as quantize
 
     def interrupt(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(export, "_quantize_int8", interrupt)
+    monkeypatch.setattr(quantize, "dynamic_int8_variant", interrupt)
     out = tmp_path / "exp"
     if existing:
         out.mkdir()
@@ -251,7 +251,7 @@ def test_bad_inputs_raise_one_line_errors(tiny_checkpoint, tmp_path):
 
 
 def test_requested_variants_adds_static_int8_only_with_int8():
-    assert requested_variants(ExportConfig(int8_mode="static")) == ("fp32", "fp16", "int8", INT8_STATIC)
+    assert requested_variants(ExportConfig(int8_mode="static")) == ("fp32", "fp16", "int8", Variant.INT8_STATIC)
     assert requested_variants(ExportConfig(variants=(Variant.FP16,), int8_mode="static")) == ("fp16",)
     assert requested_variants(ExportConfig(variants=(Variant.INT8, Variant.FP32))) == ("fp32", "int8")
 
@@ -332,9 +332,9 @@ def test_cli_export_end_to_end_with_static_int8(tiny_checkpoint, tmp_path):
             "--int8", "static", "--calibration-samples", "16"]
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
-    assert [line.split()[0] for line in result.stdout.splitlines()[2:5]] == ["fp32", "int8", INT8_STATIC]
+    assert [line.split()[0] for line in result.stdout.splitlines()[2:5]] == ["fp32", "int8", Variant.INT8_STATIC]
     manifest = artifacts.read_manifest(out)
-    static = manifest["variants"][INT8_STATIC]
+    static = manifest["variants"][Variant.INT8_STATIC]
     assert static["file"] == artifacts.STATIC_INT8_FILE
     assert static["settings"]["calibration_samples"] == 16
     assert static["quantized_matmuls"] >= 6

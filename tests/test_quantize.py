@@ -14,7 +14,7 @@ from onnx import helper, numpy_helper
 from toolkit import artifacts, quantize
 from toolkit.config import ExportConfig, Gates, ValidateConfig, Variant
 from toolkit.errors import ValidationFailed
-from toolkit.export import _logits_head_nodes, export_model
+from toolkit.export import export_model
 from toolkit.runtime import EmotionClassifier
 from toolkit.validate import validate_export
 
@@ -144,7 +144,7 @@ def _naive_per_token(model) -> None:
             helper.make_node("Round", [p + "/div"], [p + "/round"]),
             helper.make_node("Add", [p + "/round", "naive/128"], [p + "/shift"]),
             helper.make_node("Cast", [p + "/shift"], [q], to=TensorProto.UINT8)])
-    nodes = quantize._topological(list(graph.node), graph)
+    nodes = quantize.topological(list(graph.node), graph)
     del graph.node[:]
     graph.node.extend(nodes)
 
@@ -198,7 +198,7 @@ def _sabotage_one_matmul(fp32: Path, out: Path) -> str:
     model.graph.initializer.append(numpy_helper.from_array(scale, "sabotage_scale"))
     model.graph.node.append(helper.make_node("Mul", [target.input[0], "sabotage_scale"], ["sabotaged_x"], name="sabotage"))
     target.input[0] = "sabotaged_x"
-    nodes = quantize._topological(list(model.graph.node), model.graph)
+    nodes = quantize.topological(list(model.graph.node), model.graph)
     del model.graph.node[:]
     model.graph.node.extend(nodes)
     onnx.save(model, str(out))
@@ -208,7 +208,7 @@ def _sabotage_one_matmul(fp32: Path, out: Path) -> str:
 def test_search_keeps_the_sabotaged_matmul_in_float(tiny_checkpoint, tiny_export_session, tmp_path):
     fp32 = tmp_path / "model.onnx"
     target = _sabotage_one_matmul(tiny_export_session / "model.onnx", fp32)
-    head = _logits_head_nodes(onnx.load(str(fp32)))
+    head = quantize.logits_head_nodes(onnx.load(str(fp32)))
     gate = _split_gate(tiny_checkpoint, fp32)
     candidate = tmp_path / "candidate.onnx"
 

@@ -435,7 +435,7 @@ def test_cli_exit_codes(tiny_export, tmp_path):
 
 
 def test_static_int8_is_validated_and_benched_by_name(tiny_checkpoint, tmp_path):
-    from toolkit.export import INT8_STATIC
+    INT8_STATIC = Variant.INT8_STATIC.value
 
     out = tmp_path / "static"
     runner = CliRunner()

@@ -30,8 +30,10 @@ MANIFEST = "manifest.json"
 VALIDATION_STATUS = "validation_status"  # manifest key: {variant: {passed, failures, validated, data, provider}}
 HF_CONFIG = "config.json"
 TOKENIZER_JSON = "tokenizer.json"
-VARIANT_FILES = {"fp32": "model.onnx", "fp16": "model_fp16.onnx", "int8": "model_int8.onnx"}
-STATIC_INT8_FILE = "model_int8_static.onnx"
+# One file per toolkit.config.Variant, keyed by its value (`model_<suffix>.onnx`, fp32 plain).
+VARIANT_FILES = {"fp32": "model.onnx", "fp16": "model_fp16.onnx", "int8": "model_int8.onnx",
+                 "int8_static": "model_int8_static.onnx"}
+STATIC_INT8_FILE = VARIANT_FILES["int8_static"]
 TEMP_PREFIX = ".toolkit-tmp-"
 # A build dir is `.toolkit-tmp-<target>-<pid>@<host>-<random>`, so a later run can tell whether its
 # owner is still alive; names without an owner come from versions before it was recorded.

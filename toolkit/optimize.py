@@ -74,7 +74,7 @@ def to_fp16(fused_path: Path, out: Path, fuse_seconds: float, describe):
     except Exception as e:  # float16 conversion raises ValueError/RuntimeError/onnx errors
         raise ExportError(f"{path.name}: float16 conversion failed ({first_line(e)}); "
                           "export --variants fp32,int8 meanwhile") from e
-    result = describe("fp16", path, fuse_seconds + time.perf_counter() - started,
+    result = describe(Variant.FP16, path, fuse_seconds + time.perf_counter() - started,
                        {"opt_level": 1, "keep_io_types": True, "op_block_list": list(FP16_BLOCKED_OPS)})
     f16 = result.initializers.get("FLOAT16", {}).get("bytes", 0)
     f32 = result.initializers.get("FLOAT", {}).get("bytes", 0)

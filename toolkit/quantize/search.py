@@ -1,0 +1,120 @@
+"""The bounded int8 search: the cheapest per-token candidate that passes `toolkit validate`'s gates.
+
+Steps, each built by the caller and gated on the validation split: plain per-token; + smoothing
+(kept only if it gates better); then a float fallback: MatMuls ranked by measured sensitivity (how
+much keeping each one alone in float brings the logits back to fp32), kept in float one by one
+until the gates pass, within a time budget.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class GateOutcome:
+    """How one int8 candidate fared on the validation split (what `toolkit validate` would gate)."""
+
+    passed: bool
+    macro_drop: float
+    worst_label: str
+    worst_drop: float
+    flips: int
+    mean_abs_diff: float
+    failures: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {"passed": self.passed, "macro_drop": self.macro_drop, "worst_label": self.worst_label,
+                "worst_drop": self.worst_drop, "flips": self.flips, "mean_abs_diff": self.mean_abs_diff,
+                "failures": list(self.failures)}
+
+
+@dataclass
+class Int8Search:
+    """The bounded search's result: the chosen candidate and every step that led to it."""
+
+    smoothing: bool
+    float_nodes: tuple[str, ...]
+    outcome: Optional[GateOutcome]  # None: no validation data, nothing was gated
+    trace: list[dict] = field(default_factory=list)
+    sensitivity: dict[str, float] = field(default_factory=dict)
+    seconds: float = 0.0
+    budget_exhausted: bool = False
+
+    @property
+    def passed(self) -> Optional[bool]:
+        return None if self.outcome is None else self.outcome.passed
+
+
+def search_int8(build: Callable[[bool, tuple[str, ...]], Path], evaluate: Callable[[Path], GateOutcome],
+                proxy_error: Callable[[Path], float], candidates: Sequence[str], budget_s: float,
+                max_float: int) -> Int8Search:
+    """The cheapest per-token candidate that passes the gates, found within `budget_s` seconds.
+
+    Steps, each gated on the validation split by `evaluate`: plain per-token; + smoothing (kept
+    only if it gates better); then the fallback: every candidate MatMul's sensitivity measured as
+    `proxy_error` with that node alone in float (lower is better), and nodes kept in float in
+    that order, one more per step, up to `max_float`. The last candidate built is the best one
+    when nothing passes.
+    """
+    started = time.perf_counter()
+    result = Int8Search(smoothing=False, float_nodes=(), outcome=None)
+
+    def step(smooth: bool, floats: tuple[str, ...], what: str) -> GateOutcome:
+        outcome = evaluate(build(smooth, floats))
+        result.trace.append({"step": what, "smoothing": smooth, "float_nodes": list(floats),
+                             "seconds": round(time.perf_counter() - started, 1), **outcome.to_dict()})
+        log.info("int8 search: %s -> %s (macro drop %.4f, worst %s %.4f)", what,
+                 "pass" if outcome.passed else "fail", outcome.macro_drop, outcome.worst_label, outcome.worst_drop)
+        return outcome
+
+    def over_budget() -> bool:
+        result.budget_exhausted = time.perf_counter() - started > budget_s
+        return result.budget_exhausted
+
+    best = step(False, (), "per-token")
+    smoothed = step(True, (), "per-token + smoothing") if not best.passed and not over_budget() else None
+    if smoothed is not None and _better(smoothed, best):
+        best, result.smoothing = smoothed, True
+    if not best.passed and not over_budget() and max_float > 0:
+        result.sensitivity = _rank_sensitivity(build, proxy_error, result.smoothing, candidates, started, budget_s)
+        ranked = sorted(result.sensitivity, key=result.sensitivity.get)
+        for count in range(1, min(max_float, len(ranked)) + 1):
+            if over_budget():
+                break
+            floats = tuple(ranked[:count])
+            outcome = step(result.smoothing, floats, f"+ {count} float MatMul(s)")
+            if _better(outcome, best):
+                best, result.float_nodes = outcome, floats
+            if outcome.passed:
+                break
+    result.outcome = best
+    result.seconds = time.perf_counter() - started
+    build(result.smoothing, result.float_nodes)  # leave the chosen candidate on disk
+    return result
+
+
+# ---------------------------------------------------------------------------- helpers
+
+
+def _rank_sensitivity(build, proxy_error, smooth: bool, candidates: Sequence[str], started: float,
+                      budget_s: float) -> dict[str, float]:
+    """proxy_error with each candidate alone in float; the half of the budget left bounds it."""
+    scores = {}
+    for name in candidates:
+        if time.perf_counter() - started > budget_s / 2:
+            log.warning("int8 search: sensitivity measured for %d of %d MatMuls before half the budget ran out",
+                        len(scores), len(candidates))
+            break
+        scores[name] = proxy_error(build(smooth, (name,)))
+    return scores
+
+
+def _better(a: GateOutcome, b: GateOutcome) -> bool:
+    """Passing beats failing; then the smaller macro drop, then the smaller worst-label drop."""
+    return (a.passed, -a.macro_drop, -a.worst_drop) > (b.passed, -b.macro_drop, -b.worst_drop)
