@@ -263,7 +263,7 @@ def test_training_without_a_tty_logs_progress_lines(reordered_csv, tmp_path, mon
 
 def test_evaluate_knows_when_it_scores_the_split_the_thresholds_were_tuned_on(tmp_path):
     from toolkit.config import DataConfig
-    from toolkit.train import _is_recorded_validation
+    from toolkit.evaluate import _is_recorded_validation
 
     (tmp_path / "dev.tsv").write_text("x")
     spec = {"path": str(tmp_path.resolve()), "split": "dataset", "validation_file": str((tmp_path / "dev.tsv").resolve())}

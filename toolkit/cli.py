@@ -223,7 +223,7 @@ def evaluate(checkpoint, data, fmt, split, text_column, labels_column, label_col
     are used unchanged.
     """
     from toolkit import artifacts
-    from toolkit.train import evaluate as run_evaluate, write_predictions
+    from toolkit.evaluate import evaluate as run_evaluate, write_predictions
 
     data_cfg = _data_config(data, fmt, text_column, labels_column, label_columns, ignore_columns, id_column) if data else None
     result = run_evaluate(checkpoint, data_cfg, split=split, batch_size=batch_size)

@@ -105,6 +105,31 @@ def load_validation_split(spec: dict, label_names: list[str]) -> LabeledTexts:
     return align_labels(load_splits(config_from_spec(spec)).validation, label_names)
 
 
+def load_eval_data(data: Optional[DataConfig], split: str, recorded_spec: Optional[dict],
+                   label_names: list[str], drop_extra: bool = False) -> tuple[LabeledTexts, str]:
+    """The texts to score and where they come from: a file, one split of a directory, or the recorded validation split.
+
+    Columns are put in `label_names` order by name (`align_labels`, `drop_extra` as there).
+
+    Raises:
+        DataError: no data and no recorded split, an unknown split, or labels that do not match.
+    """
+    if data is None or data.path is None:
+        if not recorded_spec:
+            raise DataError("no --data given and the model records no validation split; pass --data PATH")
+        dataset = load_validation_split(recorded_spec, label_names)
+        return dataset, f"{recorded_spec.get('path')} (validation split recorded at training)"
+    path = Path(data.path)
+    if path.is_dir():
+        splits = load_splits(data)
+        chosen = {"train": splits.train, "dev": splits.validation, "validation": splits.validation,
+                  "test": splits.test}.get(split)
+        if chosen is None:
+            raise DataError(f"{path}: has no {split!r} split; choose train, dev or test")
+        return align_labels(chosen, label_names, drop_extra), f"{path} ({split})"
+    return align_labels(read_config_file(path, data), label_names, drop_extra), str(path)
+
+
 def config_from_spec(spec: dict) -> DataConfig:
     """The DataConfig that a checkpoint's recorded data spec (`DatasetSplits.spec`) came from."""
     return DataConfig(path=None if spec.get("path") in (None, DEMO) else Path(spec["path"]),
@@ -150,21 +175,31 @@ def read_config_file(path: Path, cfg: DataConfig, label_names: list[str] | None 
     return data
 
 
-def align_labels(data: LabeledTexts, label_names: list[str]) -> LabeledTexts:
+def align_labels(data: LabeledTexts, label_names: list[str], drop_extra: bool = False) -> LabeledTexts:
     """Reorder `data`'s label columns to `label_names`, matching by name.
 
+    Args:
+        drop_extra: drop (and log) data labels the model lacks instead of raising: `toolkit validate`
+            checks a model on any data annotated with at least its labels. Training and the int8
+            gate need exactly the model's labels.
     Raises:
-        DataError: a label in `label_names` is missing from the data (or the data has extra ones).
+        DataError: a label in `label_names` is missing from the data (or, without `drop_extra`,
+            the data has extra ones).
     """
     if list(data.label_names) == list(label_names):
         return data
     missing = [n for n in label_names if n not in data.label_names]
     extra = [n for n in data.label_names if n not in label_names]
-    if missing or extra:
+    if missing and drop_extra:
+        raise DataError(f"{data.source}: has no column for model label(s) {', '.join(missing)} "
+                        f"(data labels: {', '.join(data.label_names)}); pass data annotated with every model label")
+    if missing or (extra and not drop_extra):
         raise DataError(
             f"{data.source}: labels do not match the model: missing {missing or 'none'}, unknown {extra or 'none'}; "
             "the data must carry exactly the model's labels"
         )
+    if extra:
+        log.info("%s: ignoring %d label(s) the model does not have: %s", data.source, len(extra), ", ".join(extra))
     order = [data.label_names.index(n) for n in label_names]
     return LabeledTexts(data.texts, data.labels[:, order], list(label_names), data.source, data.ids)
 

@@ -293,6 +293,13 @@ def predict_proba(loaded: LoadedClassifier, texts: Sequence[str], batch_size: in
     return out
 
 
+def pick_device(device: str) -> str:
+    """The torch device for "auto" (CUDA when available, else CPU); any other name as given."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
 def load_tokenizer(source):
     """A fast tokenizer (tokenizer.json is what the runtime reads)."""
     from transformers import AutoTokenizer

@@ -1,5 +1,7 @@
-"""Plain-text tables for every command's summary (stdlib only: the runtime and the CLI share it)."""
+"""Plain-text and Markdown tables for every command's summaries and reports (stdlib only: the runtime and the CLI share it)."""
 from __future__ import annotations
+
+from typing import Optional, Sequence
 
 
 def format_table(rows) -> str:
@@ -13,3 +15,10 @@ def format_table(rows) -> str:
         if n == 0:
             lines.append("  ".join("-" * w for w in widths))
     return "\n".join(lines)
+
+
+def markdown_table(header: Sequence[str], rows, right_from: Optional[int] = None) -> list[str]:
+    """Markdown table lines; columns from index `right_from` on are right-aligned (numbers)."""
+    rule = ["---" if right_from is None or i < right_from else "---:" for i in range(len(header))]
+    return (["| " + " | ".join(header) + " |", "|" + "|".join(rule) + "|"]
+            + ["| " + " | ".join(row) + " |" for row in rows])

@@ -1,12 +1,11 @@
-"""Fine-tune the multi-label classifier and save a self-describing checkpoint; evaluate one."""
+"""Fine-tune the multi-label classifier and save a self-describing checkpoint (evaluating one: toolkit.evaluate)."""
 from __future__ import annotations
 
 import copy
-import json
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -14,14 +13,13 @@ import numpy as np
 import torch
 
 from toolkit import artifacts
-from toolkit.config import DataConfig, TrainConfig
-from toolkit.data import (DatasetSplits, LabeledTexts, align_labels, load_splits, load_validation_split,
-                          read_config_file)
+from toolkit.config import TrainConfig
+from toolkit.data import DatasetSplits, load_splits
 from toolkit.errors import DataError
 from toolkit.metrics import (CROSS_FIT_FOLDS, DEFAULT_THRESHOLD, MetricReport, compute_metrics, cross_fitted_metrics,
                              tune_thresholds)
 from toolkit.modeling import (POOLING_ATTR, LoadedClassifier, build_classifier, is_sentence_transformers_dir,
-                              load_classifier, predict_proba, resolve_model_name)
+                              pick_device, predict_proba, resolve_model_name)
 
 log = logging.getLogger(__name__)
 
@@ -83,21 +81,6 @@ class TrainResult:
 
 
 @dataclass
-class EvaluateResult:
-    checkpoint: Path
-    data: str
-    metrics_tuned: MetricReport  # at the checkpoint's stored thresholds
-    metrics_default: MetricReport  # at 0.5
-    # Set only when the data is the validation split the thresholds were tuned on.
-    metrics_crossfit: Optional[MetricReport] = None
-    thresholds_note: str = ""  # where the stored thresholds come from, relative to this data
-    ids: Optional[list[str]] = None
-    texts: list[str] = field(default_factory=list)
-    probs: Optional[np.ndarray] = None
-    extra: dict = field(default_factory=dict)
-
-
-@dataclass
 class _Scored:
     """One evaluation of the validation split."""
 
@@ -139,7 +122,7 @@ def train(cfg: TrainConfig, on_epoch: Optional[Callable[[EpochResult], None]] = 
     _set_seed(cfg.seed)
     cfg, defaults = _resolve_defaults(cfg)
     model, tokenizer = build_classifier(cfg.model, splits.label_names, cfg.dropout, splits.train.texts, cfg.seed)
-    device = _pick_device(cfg.device)
+    device = pick_device(cfg.device)
     log.info("training %s on %d texts (%d labels), validating on %d, device %s, autocast %s; lr %g, %d epochs, "
              "warmup %g (%s)", cfg.model, len(splits.train), len(splits.label_names), len(splits.validation), device,
              _autocast_dtype(cfg.precision, device) or "off", cfg.lr, cfg.epochs, cfg.warmup_ratio, defaults.source)
@@ -156,74 +139,6 @@ def train(cfg: TrainConfig, on_epoch: Optional[Callable[[EpochResult], None]] = 
     result.seconds = time.perf_counter() - started
     _save_checkpoint(cfg, model.to("cpu"), tokenizer, splits, result)
     return result
-
-
-def evaluate(checkpoint: Path, data: Optional[DataConfig] = None, split: str = "dev",
-             batch_size: int = 64) -> EvaluateResult:
-    """Metrics of a checkpoint at its stored thresholds and at 0.5.
-
-    On the validation split the thresholds were tuned on (the default), also the cross-fitted
-    tuned metrics, because the stored-threshold numbers are in-sample there. On any other data
-    the stored thresholds are used unchanged and `thresholds_note` says so.
-
-    Args:
-        data: a dataset file (all rows) or split directory (`split` of it); None: the validation
-            split recorded at training time.
-    """
-    loaded = load_classifier(checkpoint)
-    dataset, where = load_eval_data(data, split, loaded.meta.get("data"), loaded.label_names)
-    probs = predict_proba(loaded, dataset.texts, batch_size=batch_size, device=_pick_device("auto"))
-    in_sample = _is_recorded_validation(data, split, loaded.meta.get("data"))
-    objective = (loaded.meta.get("train_args") or {}).get("threshold_objective", "macro")
-    result = EvaluateResult(
-        checkpoint=Path(checkpoint), data=where,
-        metrics_tuned=compute_metrics(dataset.labels, probs, loaded.thresholds, loaded.label_names),
-        metrics_default=compute_metrics(dataset.labels, probs, DEFAULT_THRESHOLD, loaded.label_names),
-        ids=dataset.ids, texts=dataset.texts, probs=probs,
-    )
-    if in_sample and loaded.meta.get("thresholds"):
-        result.thresholds_note = f"stored thresholds were tuned ({objective} objective) on these very texts: in-sample"
-        if len(dataset) >= 2 * CROSS_FIT_FOLDS:
-            result.metrics_crossfit = cross_fitted_metrics(dataset.labels, probs, loaded.label_names, objective)
-            result.thresholds_note += f"; the cross-fitted column ({CROSS_FIT_FOLDS} folds) is the honest one"
-    elif loaded.meta.get("thresholds"):
-        result.thresholds_note = "stored thresholds, tuned at training on its validation split, used unchanged"
-    else:
-        result.thresholds_note = "the checkpoint stores no thresholds: 0.5 for every label"
-    return result
-
-
-def write_predictions(result: EvaluateResult, path: Path) -> None:
-    """Per-text JSON lines: id (when the data has an id column), text, scores, labels at stored thresholds."""
-    thresholds = [m.threshold for m in result.metrics_tuned.per_label]
-    names = [m.label for m in result.metrics_tuned.per_label]
-    lines = []
-    for i, (text, row) in enumerate(zip(result.texts, result.probs)):
-        record = {"id": result.ids[i]} if result.ids else {}
-        record.update(text=text, labels=[n for n, p, t in zip(names, row, thresholds) if p >= t],
-                      scores={n: round(float(p), 6) for n, p in zip(names, row)})
-        lines.append(json.dumps(record, ensure_ascii=False))
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text("\n".join(lines) + "\n", encoding="utf-8")
-
-
-def load_eval_data(data: Optional[DataConfig], split: str, recorded_spec: Optional[dict],
-                   label_names: list[str]) -> tuple[LabeledTexts, str]:
-    """The texts to score: a file, one split of a directory, or the recorded validation split."""
-    if data is None or data.path is None:
-        if not recorded_spec:
-            raise DataError("no --data given and the model records no validation split; pass --data PATH")
-        dataset = load_validation_split(recorded_spec, label_names)
-        return dataset, f"{recorded_spec.get('path')} (validation split recorded at training)"
-    path = Path(data.path)
-    if path.is_dir():
-        splits: DatasetSplits = load_splits(data)
-        chosen = {"train": splits.train, "dev": splits.validation, "validation": splits.validation,
-                  "test": splits.test}.get(split)
-        if chosen is None:
-            raise DataError(f"{path}: has no {split!r} split; choose train, dev or test")
-        return align_labels(chosen, label_names), f"{path} ({split})"
-    return align_labels(read_config_file(path, data), label_names), str(path)
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -370,16 +285,6 @@ def _score(loaded: LoadedClassifier, splits: DatasetSplits, device: str, loss_fn
     return scored
 
 
-def _is_recorded_validation(data: Optional[DataConfig], split: str, spec: Optional[dict]) -> bool:
-    """Whether `data`/`split` is the validation split the checkpoint's thresholds were tuned on."""
-    if data is None or data.path is None:
-        return bool(spec)
-    if not spec or spec.get("split") != "dataset":
-        return False  # a random split's validation texts are only reachable through the recorded spec
-    path = str(Path(data.path).resolve())
-    return path == spec.get("validation_file") or (path == spec.get("path") and split in ("dev", "validation", "val"))
-
-
 def _length_grouped_batches(lengths: list[int], batch_size: int, generator: torch.Generator):
     """Shuffled batches of similar-length texts: dynamic padding then pads little.
 
@@ -431,12 +336,6 @@ def _autocast_dtype(precision: str, device: str) -> Optional[torch.dtype]:
     if precision == "bf16" and not bf16_ok:
         raise DataError(f"--precision bf16: this {device} has no bf16 kernels; use fp32")
     return torch.bfloat16 if precision == "bf16" else torch.float16
-
-
-def _pick_device(device: str) -> str:
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
 
 
 def _set_seed(seed: int) -> None:

@@ -26,11 +26,13 @@ from typing import Optional, Sequence
 import numpy as np
 
 from toolkit import artifacts
-from toolkit.config import Gates, ValidateConfig
+from toolkit.config import Gates, Provider, ValidateConfig
 from toolkit.errors import ArtifactError, DataError, ValidationFailed
 from toolkit.metrics import MetricReport, compute_metrics, tune_thresholds
-from toolkit.parity import (NEAR_THRESHOLD, Check, LabelRow, Parity, compare, format_number, manifest_checks,
-                            near_threshold_count)
+from toolkit.parity import NEAR_THRESHOLD, Check, LabelRow, Parity, compare, manifest_checks, near_threshold_count
+from toolkit.validate_report import format_markdown, format_summary
+
+__all__ = ["REFERENCE", "ValidationResult", "VariantReport", "format_markdown", "format_summary", "validate_export"]
 
 log = logging.getLogger(__name__)
 
@@ -161,63 +163,6 @@ def validate_export(cfg: ValidateConfig) -> ValidationResult:
     return result
 
 
-def format_summary(result: ValidationResult) -> str:
-    """One table (PyTorch and each variant) and the list of failed checks."""
-    from toolkit.tables import format_table
-
-    rows = [("variant", "macro-F1", "micro-F1", "Δmacro", "max|Δprob|", "agreement", "worst label (ΔF1)",
-             "retuned macro-F1", "status")]
-    ref = result.reference
-    rows.append((REFERENCE, f"{ref.metrics.macro_f1:.4f}", f"{ref.metrics.micro_f1:.4f}", "-", "-", "-", "-",
-                 f"{ref.retuned_macro_f1:.4f}", "reference"))
-    for v in result.variants:
-        p = v.parity
-        rows.append((
-            v.variant, f"{v.metrics.macro_f1:.4f}", f"{v.metrics.micro_f1:.4f}", f"{-v.macro_drop:+.4f}",
-            "n/a" if p.max_abs_diff is None else f"{p.max_abs_diff:.2e}", f"{100 * p.agreement:.2f}%",
-            f"{v.worst_label} ({v.worst_delta_f1:+.4f})", f"{v.retuned_macro_f1:.4f}",
-            "PASS" if v.passed else "FAIL",
-        ))
-    for name in result.skipped:
-        rows.append((name, *["-"] * 7, "not exported"))
-    lines = [f"{result.export} on {result.data}: {result.n_samples} texts, {len(result.labels)} labels",
-             format_table(rows)]
-    if result.failures:
-        lines.append(f"\n{len(result.failures)} failed check(s):")
-        lines += [f"  {c.describe()}" for c in result.failures]
-    else:
-        lines.append(f"\nall {len(result.checks)} checks passed")
-    lines += [f"wrote {path}" for path in result.reports]
-    return "\n".join(lines)
-
-
-def format_markdown(result: ValidationResult) -> str:
-    """The Markdown report: summary table, per-label F1 table, failures, all checks."""
-    lines = [f"# Validation of `{result.export}`", "",
-             f"Data: {result.data} ({result.n_samples} texts, {len(result.labels)} labels). "
-             f"Status: **{'PASS' if result.passed else 'FAIL'}**.", "", "## Summary", ""]
-    header = ["variant", "macro-F1", "micro-F1", "precision", "recall", "exact match", "ROC-AUC micro", "Δmacro",
-              "max abs Δprob", "mean abs Δprob", "agreement", "tie flips", "near-threshold", "NaN/Inf",
-              "worst label (ΔF1)", "retuned macro-F1", "status"]
-    rows = [_md_row(result.reference, None)] + [_md_row(v, v.parity) for v in result.variants]
-    lines += _md_table(header, rows)
-    lines += ["", "## Per-label F1", ""]
-    per_label = [[r.label, str(r.support), f"{r.threshold:.3f}", f"{r.f1_reference:.4f}"]
-                 + [_md_label_cell(v.per_label[j]) for v in result.variants]
-                 for j, r in enumerate(result.reference.per_label)]
-    lines += _md_table(["label", "support", "threshold", REFERENCE] + [v.variant for v in result.variants], per_label)
-    lines += ["", "## Failures", ""]
-    lines += [f"- {c.describe()}" for c in result.failures] or ["None."]
-    lines += ["", "## Checks", ""]
-    lines += [f"- {'ok' if c.passed else 'FAIL'}: {c.describe()}" for c in result.checks]
-    if result.skipped:
-        lines += ["", f"Not exported, skipped: {', '.join(result.skipped)}."]
-    return "\n".join(lines) + "\n"
-
-
-# ---------------------------------------------------------------------------- metrics (pure numpy)
-
-
 # ---------------------------------------------------------------------------- helpers
 
 
@@ -245,48 +190,21 @@ def _check_provider(provider: str) -> None:
 def _load_data(cfg: ValidateConfig, manifest: dict, labels: list[str]):
     """Texts and ground truth with columns in the manifest's label order, matched by name."""
     from toolkit.config import DataConfig
-    from toolkit.data import load_splits, load_validation_split, read_config_file
+    from toolkit.data import load_eval_data
 
-    if cfg.data is None:
-        spec = manifest.get("data")
-        if not spec:
-            raise DataError(f"{cfg.export / artifacts.MANIFEST}: records no training data to rebuild the validation "
-                            "split from; pass --data PATH")
-        dataset = load_validation_split(spec, labels)
-        where = f"{spec.get('path')} (validation split recorded at training)"
-    else:
-        path = Path(cfg.data)
-        data_cfg = DataConfig(path=path, format=cfg.format, text_column=cfg.text_column, labels_column=cfg.labels_column,
-                              label_columns=cfg.label_columns, ignore_columns=cfg.ignore_columns, id_column=cfg.id_column)
-        if path.is_dir():
-            splits = load_splits(data_cfg)
-            chosen = {"train": splits.train, "dev": splits.validation, "validation": splits.validation,
-                      "test": splits.test}.get(cfg.split)
-            if chosen is None:
-                raise DataError(f"{path}: has no {cfg.split!r} split; choose train, dev or test")
-            dataset, where = chosen, f"{path} ({cfg.split})"
-        else:
-            dataset, where = read_config_file(path, data_cfg), str(path)
-        dataset = _match_labels(dataset, labels)
+    spec = manifest.get("data")
+    if cfg.data is None and not spec:
+        raise DataError(f"{cfg.export / artifacts.MANIFEST}: records no training data to rebuild the validation "
+                        "split from; pass --data PATH")
+    data_cfg = None if cfg.data is None else DataConfig(
+        path=Path(cfg.data), format=cfg.format, text_column=cfg.text_column, labels_column=cfg.labels_column,
+        label_columns=cfg.label_columns, ignore_columns=cfg.ignore_columns, id_column=cfg.id_column)
+    # data annotated with more labels than the model's can still check it: extra columns are dropped
+    dataset, where = load_eval_data(data_cfg, cfg.split, spec, labels, drop_extra=True)
     if cfg.max_samples is not None and cfg.max_samples < len(dataset):
         dataset = dataset.subset(np.arange(cfg.max_samples))
         where += f", first {cfg.max_samples}"
     return dataset, where
-
-
-def _match_labels(dataset, labels: list[str]):
-    """Columns of `dataset` reordered to `labels` by name; extra data labels dropped, missing ones an error."""
-    from toolkit.data import LabeledTexts
-
-    missing = [n for n in labels if n not in dataset.label_names]
-    if missing:
-        raise DataError(f"{dataset.source}: has no column for model label(s) {', '.join(missing)} "
-                        f"(data labels: {', '.join(dataset.label_names)}); pass data annotated with every model label")
-    extra = [n for n in dataset.label_names if n not in labels]
-    if extra:
-        log.info("%s: ignoring %d label(s) the model does not have: %s", dataset.source, len(extra), ", ".join(extra))
-    order = [dataset.label_names.index(n) for n in labels]
-    return LabeledTexts(dataset.texts, dataset.labels[:, order], list(labels), dataset.source)
 
 
 def _run_reference(loaded, texts: list[str], labels: list[str], y_true: np.ndarray, cfg: ValidateConfig,
@@ -398,29 +316,6 @@ def _write_reports(result: ValidationResult, cfg: ValidateConfig, manifest: dict
     _write(result.export / artifacts.MANIFEST, lambda p: artifacts.write_manifest(result.export, manifest))
 
 
-def _md_row(v: VariantReport, p: Optional[Parity]) -> list[str]:
-    m = v.metrics
-    auc = "n/a" if m.roc_auc_micro is None else f"{m.roc_auc_micro:.4f}"
-    base = [v.variant, f"{m.macro_f1:.4f}", f"{m.micro_f1:.4f}", f"{m.micro_precision:.4f}", f"{m.micro_recall:.4f}",
-            f"{m.exact_match:.4f}", auc]
-    if p is None:
-        return base + ["-"] * 5 + [str(v.near_threshold), "-", "-", f"{v.retuned_macro_f1:.4f}", "reference"]
-    return base + [f"{-v.macro_drop:+.4f}", format_number(p.max_abs_diff), format_number(p.mean_abs_diff), f"{100 * p.agreement:.2f}%",
-                   str(sum(p.tie_flips.values())), str(p.near_threshold), str(p.nan_inf),
-                   f"{v.worst_label} ({v.worst_delta_f1:+.4f})",
-                   f"{v.retuned_macro_f1:.4f}", "PASS" if v.passed else "FAIL"]
-
-
-def _md_label_cell(row: LabelRow) -> str:
-    ties = f", {row.tie_flips} at ties" if row.tie_flips else ""
-    return f"{row.f1:.4f} ({row.delta_f1:+.4f}, {row.flips} flips{ties})"
-
-
-def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
-    return ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"] + \
-        ["| " + " | ".join(row) + " |" for row in rows]
-
-
 def _batches(texts: Sequence[str], batch_size: int, desc: str):
     """Index arrays of length-sorted batches (less padding), with a progress bar on a terminal."""
     from tqdm.auto import tqdm
@@ -440,12 +335,10 @@ def _finite(probs: np.ndarray) -> np.ndarray:
 
 
 def _torch_device(provider: str) -> str:
-    if provider in ("cuda", "tensorrt", "auto"):
-        import torch
+    """The reference's device: the GPU when there is one, unless the variants run on CPU."""
+    from toolkit.modeling import pick_device
 
-        if torch.cuda.is_available():
-            return "cuda"
-    return "cpu"
+    return Provider.CPU.value if provider == Provider.CPU else pick_device("auto")
 
 
 def _write(path: Path, writer) -> None:

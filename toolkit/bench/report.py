@@ -7,6 +7,7 @@ from typing import Optional
 from toolkit.bench.results import FIXED, PYTORCH_FP32, REAL_TEXT, SEED_LOOP, BenchRecord, BenchResult
 from toolkit.bench.scenarios import SEED_LOOP_MAX_LENGTH
 from toolkit.errors import ToolkitError
+from toolkit.tables import markdown_table
 
 HEADER = ("variant", "provider", "mode", "batch", "seq", "threads", "seq/s", "tokens/s", "mean ms", "p50 ms",
           "p90 ms", "p99 ms", "speedup")
@@ -37,9 +38,7 @@ def format_markdown(result: BenchResult, title: Optional[str] = None) -> str:
     lines.append(f"{result.date} · {m.cpu}, {m.physical_cores} physical / {m.logical_cores} logical cores{gpu} · "
                  + ", ".join(f"{k} {v[k]}" for k in ("onnxruntime", "onnxruntime-gpu", "torch") if k in v))
     lines.append("")
-    lines.append("| " + " | ".join(HEADER) + " |")
-    lines.append("|" + "|".join("---" if i < 3 else "---:" for i in range(len(HEADER))) + "|")
-    lines += ["| " + " | ".join(row_cells(r)) + " |" for r in result.records]
+    lines += markdown_table(HEADER, [row_cells(r) for r in result.records], right_from=3)
     lines.append("")
     lines.append(speedup_legend(result))
     lines += [f"- {n}" for n in result.notes]
