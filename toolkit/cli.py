@@ -2,7 +2,8 @@
 
 Heavy imports (torch, transformers, onnxruntime) happen inside the commands so that
 `toolkit --help` is instant. Library errors (ToolkitError) become one line on stderr and
-a non-zero exit; logs go to stderr, results to stdout.
+a non-zero exit; logs go to stderr, results to stdout. Option parsing, the options several
+commands share and the result tables are in toolkit.cli_options.
 """
 from __future__ import annotations
 
@@ -12,9 +13,11 @@ from pathlib import Path
 
 import click
 
-from toolkit.config import DEFAULT_CHECKPOINT, DEFAULT_EXPORT, DEFAULT_INT8_RECIPE, INT8_RECIPES, PROVIDER_CHOICES, Variant
+from toolkit.cli_options import (DATA_FORMATS, Progress, artifact_variants, column_options, data_config, export_variants,
+                                 int_list, merge_limits, metrics_table, per_label_table, per_variant_limits,
+                                 provider_option, variant_option)
+from toolkit.config import DEFAULT_CHECKPOINT, DEFAULT_EXPORT, DEFAULT_INT8_RECIPE, INT8_RECIPES, Variant
 from toolkit.errors import ToolkitError
-from toolkit.tables import format_table
 
 
 # The setup.py extra each command's optional packages come from (the runtime alone has none of them).
@@ -43,89 +46,6 @@ class _Group(click.Group):
             ctx.exit(130)
 
 
-def _int_list(ctx, param, value):
-    if value is None:
-        return None
-    try:
-        return tuple(int(v) for v in str(value).split(",") if v.strip())
-    except ValueError:
-        raise click.BadParameter(f"expected comma-separated integers like 1,8,32, got {value!r}")
-
-
-def _name_list(ctx, param, value):
-    """'a, b,c' -> ('a', 'b', 'c'); None stays None."""
-    if value is None:
-        return None
-    names = tuple(v.strip() for v in value.split(",") if v.strip())
-    if not names:
-        raise click.BadParameter(f"expected comma-separated column names like a,b,c, got {value!r}")
-    return names
-
-
-def _column_options(command):
-    """--label-columns, --ignore-columns and --id-column, shared by train, evaluate and validate."""
-    options = [
-        click.option("--label-columns", callback=_name_list, default=None,
-                     help="The 0/1 label columns, in this order (others are ignored). Default: every column but text and id."),
-        click.option("--ignore-columns", callback=_name_list, default=None,
-                     help="Columns that are neither text, id nor label (metadata), e.g. date,author."),
-        click.option("--id-column", default=None,
-                     help="Column of row ids, carried into per-text outputs. Default: a column named 'id'."),
-    ]
-    for option in reversed(options):
-        command = option(command)
-    return command
-
-
-def _data_config(path, fmt, text_column, labels_column, label_columns, ignore_columns, id_column, **kwargs):
-    from toolkit.config import DataConfig
-
-    return DataConfig(path=path, format=fmt, text_column=text_column, labels_column=labels_column,
-                      label_columns=label_columns, ignore_columns=ignore_columns or (), id_column=id_column, **kwargs)
-
-
-def _variants(ctx, param, value):
-    """`export --variants`: the precisions export makes ('all': fp32, fp16, int8)."""
-    try:
-        return Variant.parse_list(value, Variant.exported())
-    except ToolkitError as e:
-        raise click.BadParameter(str(e))
-
-
-def _artifact_variants(ctx, param, value):
-    """`validate/bench --variants`: any variant an export holds, as names; None ('all'): every one it has."""
-    if value is None or value.strip().lower() in ("", "all"):
-        return None
-    try:
-        return tuple(v.value for v in Variant.parse_list(value))
-    except ToolkitError as e:
-        raise click.BadParameter(str(e))
-
-
-def _per_variant_limits(ctx, param, value):
-    """'0.01' (every reduced-precision variant) or 'fp16=0.002,int8=0.01' -> {variant: limit}."""
-    if value is None:
-        return None
-    try:
-        if "=" not in value:
-            return {"*": float(value)}
-        pairs = [item.split("=", 1) for item in value.split(",") if item.strip()]
-        return {name.strip(): float(limit) for name, limit in pairs}
-    except ValueError:
-        raise click.BadParameter(f"expected a number or fp16=0.002,int8=0.01, got {value!r}")
-
-
-def _merge_limits(defaults: dict, given) -> dict:
-    if not given:
-        return dict(defaults)
-    if "*" in given:
-        return {name: given["*"] for name in defaults}
-    unknown = sorted(set(given) - set(defaults))
-    if unknown:
-        raise click.BadParameter(f"unknown variant {', '.join(unknown)}; limits apply to {', '.join(defaults)}")
-    return {**defaults, **given}
-
-
 @click.group(cls=_Group)
 @click.option("-v", "--verbose", count=True, help="More log output on stderr (-vv for debug).")
 @click.version_option(package_name="toolkit")
@@ -143,10 +63,10 @@ def cli(verbose):
 
 @cli.command()
 @click.option("--data", type=click.Path(path_type=Path), default=None, help="Dataset file or split directory. Default: the built-in demo corpus.")
-@click.option("--format", "fmt", type=click.Choice(["goemotions", "csv", "tsv", "jsonl"]), default=None, help="Dataset format. Default: by extension.")
+@click.option("--format", "fmt", type=click.Choice(DATA_FORMATS), default=None, help="Dataset format. Default: by extension.")
 @click.option("--text-column", default="text", show_default=True)
 @click.option("--labels-column", default=None, help="Column holding a list of label names (else one 0/1 column per label).")
-@_column_options
+@column_options
 @click.option("--model", default=None, help="Preset (minilm, tiny), local directory or hub name. Default: minilm if installed, else tiny.")
 @click.option("--out", type=click.Path(path_type=Path), default=DEFAULT_CHECKPOINT, show_default=True)
 @click.option("--epochs", type=int, default=None, help="Default: the model's (minilm 5, tiny 3, other models 3).")
@@ -181,7 +101,7 @@ def train(data, fmt, text_column, labels_column, label_columns, ignore_columns, 
     from toolkit.train import train as run_train
 
     cfg = TrainConfig(
-        data=_data_config(data, fmt, text_column, labels_column, label_columns, ignore_columns, id_column,
+        data=data_config(data, fmt, text_column, labels_column, label_columns, ignore_columns, id_column,
                           val_fraction=val_fraction, seed=seed),
         model=model, out=out, epochs=epochs, batch_size=batch_size, lr=lr, warmup_ratio=warmup,
         threshold_objective=threshold_objective, max_length=max_length, seed=seed, pos_weight=pos_weight,
@@ -196,7 +116,7 @@ def train(data, fmt, text_column, labels_column, label_columns, ignore_columns, 
     result = run_train(cfg, on_epoch=on_epoch)
     click.echo(f"\nmodel {result.model_name}: {result.train_size} train / {result.val_size} validation texts, "
                f"best epoch {result.best_epoch}, {result.seconds:.0f}s")
-    click.echo(_metrics_table({"threshold 0.5": result.metrics_default,
+    click.echo(metrics_table({"threshold 0.5": result.metrics_default,
                                f"tuned ({threshold_objective}), in-sample": result.metrics_tuned,
                                f"tuned, cross-fitted ({CROSS_FIT_FOLDS} folds)": result.metrics_crossfit}))
     click.echo(f"saved {result.out}")
@@ -205,11 +125,11 @@ def train(data, fmt, text_column, labels_column, label_columns, ignore_columns, 
 @cli.command()
 @click.option("--checkpoint", type=click.Path(path_type=Path), default=DEFAULT_CHECKPOINT, show_default=True)
 @click.option("--data", type=click.Path(path_type=Path), default=None, help="Dataset file or split directory. Default: the validation split recorded at training.")
-@click.option("--format", "fmt", type=click.Choice(["goemotions", "csv", "tsv", "jsonl"]), default=None)
+@click.option("--format", "fmt", type=click.Choice(DATA_FORMATS), default=None)
 @click.option("--split", default="dev", show_default=True, help="Split of a dataset directory: train, dev or test.")
 @click.option("--text-column", default="text", show_default=True)
 @click.option("--labels-column", default=None)
-@_column_options
+@column_options
 @click.option("--batch-size", type=int, default=64, show_default=True)
 @click.option("--json", "json_path", type=click.Path(path_type=Path), default=None, help="Also write the metrics as JSON.")
 @click.option("--predictions", type=click.Path(path_type=Path), default=None,
@@ -225,16 +145,16 @@ def evaluate(checkpoint, data, fmt, split, text_column, labels_column, label_col
     from toolkit import artifacts
     from toolkit.evaluate import evaluate as run_evaluate, write_predictions
 
-    data_cfg = _data_config(data, fmt, text_column, labels_column, label_columns, ignore_columns, id_column) if data else None
+    data_cfg = data_config(data, fmt, text_column, labels_column, label_columns, ignore_columns, id_column) if data else None
     result = run_evaluate(checkpoint, data_cfg, split=split, batch_size=batch_size)
     click.echo(f"{result.checkpoint} on {result.data}: {result.metrics_tuned.n_samples} texts; {result.thresholds_note}")
     columns = {"threshold 0.5": result.metrics_default}
     columns["stored thresholds" + (", in-sample" if result.metrics_crossfit else "")] = result.metrics_tuned
     if result.metrics_crossfit:
         columns["tuned, cross-fitted"] = result.metrics_crossfit
-    click.echo(_metrics_table(columns))
+    click.echo(metrics_table(columns))
     click.echo("")
-    click.echo(_per_label_table(result.metrics_tuned))
+    click.echo(per_label_table(result.metrics_tuned))
     if json_path:
         artifacts.write_json(json_path, {"checkpoint": str(result.checkpoint), "data": result.data,
                                          "thresholds_note": result.thresholds_note,
@@ -254,7 +174,7 @@ def evaluate(checkpoint, data, fmt, split, text_column, labels_column, label_col
 @click.option("--checkpoint", type=click.Path(path_type=Path), default=DEFAULT_CHECKPOINT, show_default=True,
               help="`toolkit train` output, HF multi-label checkpoint dir, or seed state_dict file.")
 @click.option("--out", type=click.Path(path_type=Path), default=DEFAULT_EXPORT, show_default=True)
-@click.option("--variants", default=",".join(Variant.exported()), show_default=True, callback=_variants)
+@click.option("--variants", default=",".join(Variant.exported()), show_default=True, callback=export_variants)
 @click.option("--opset", type=int, default=18, show_default=True)
 @click.option("--int8", "int8_mode", type=click.Choice(["dynamic", "static"]), default="dynamic", show_default=True)
 @click.option("--calibration-data", type=click.Path(path_type=Path), default=None, help="Texts for --int8 static. Default: the training data.")
@@ -298,24 +218,24 @@ def export(checkpoint, out, variants, opset, int8_mode, calibration_data, calibr
 @cli.command()
 @click.option("--export", "export_dir", type=click.Path(path_type=Path), default=DEFAULT_EXPORT, show_default=True)
 @click.option("--data", type=click.Path(path_type=Path), default=None, help="Dataset. Default: the validation split recorded at training.")
-@click.option("--format", "fmt", type=click.Choice(["goemotions", "csv", "tsv", "jsonl"]), default=None)
+@click.option("--format", "fmt", type=click.Choice(DATA_FORMATS), default=None)
 @click.option("--split", default="dev", show_default=True)
-@click.option("--variants", default=None, callback=_artifact_variants,
+@click.option("--variants", default=None, callback=artifact_variants,
               help="Comma-separated: fp32, fp16, int8, int8_static. Default: every variant in the export.")
-@click.option("--provider", type=click.Choice(PROVIDER_CHOICES), default="auto", show_default=True)
+@provider_option
 @click.option("--batch-size", type=int, default=64, show_default=True)
 @click.option("--max-samples", type=int, default=None, help="Score only the first N texts.")
 @click.option("--report", type=click.Path(path_type=Path), default=None, help="Write the JSON report here too.")
 @click.option("--markdown", type=click.Path(path_type=Path), default=None, help="Write a Markdown report.")
 @click.option("--max-abs-diff-fp32", type=float, default=1e-4, show_default=True, help="fp32 gate: max |prob - PyTorch prob|.")
 @click.option("--min-agreement-fp32", type=float, default=1.0, show_default=True, help="fp32 gate: share of equal decisions.")
-@click.option("--max-drop-macro", default=None, callback=_per_variant_limits,
+@click.option("--max-drop-macro", default=None, callback=per_variant_limits,
               help="Allowed macro-F1 drop: one number for every reduced-precision variant, or fp16=0.002,int8=0.01 (the defaults).")
-@click.option("--max-drop-label", default=None, callback=_per_variant_limits,
+@click.option("--max-drop-label", default=None, callback=per_variant_limits,
               help="Allowed F1 drop of any one label: a number, or fp16=0.01,int8=0.03 (the defaults).")
 @click.option("--text-column", default="text", show_default=True)
 @click.option("--labels-column", default=None)
-@_column_options
+@column_options
 def validate(export_dir, data, fmt, split, variants, provider, batch_size, max_samples, report, markdown,
              max_abs_diff_fp32, min_agreement_fp32, max_drop_macro, max_drop_label, text_column, labels_column,
              label_columns, ignore_columns, id_column):
@@ -326,8 +246,8 @@ def validate(export_dir, data, fmt, split, variants, provider, batch_size, max_s
 
     defaults = Gates()
     gates = Gates(fp32_max_abs_diff=max_abs_diff_fp32, fp32_min_agreement=min_agreement_fp32,
-                  max_drop_macro=_merge_limits(defaults.max_drop_macro, max_drop_macro),
-                  max_drop_label=_merge_limits(defaults.max_drop_label, max_drop_label))
+                  max_drop_macro=merge_limits(defaults.max_drop_macro, max_drop_macro),
+                  max_drop_label=merge_limits(defaults.max_drop_label, max_drop_label))
     cfg = ValidateConfig(export=export_dir, data=data, format=fmt, text_column=text_column, labels_column=labels_column,
                          label_columns=label_columns, ignore_columns=ignore_columns or (), id_column=id_column,
                          split=split, variants=variants, provider=provider, batch_size=batch_size, report=report,
@@ -348,11 +268,11 @@ def validate(export_dir, data, fmt, split, variants, provider, batch_size, max_s
 @click.option("--export", "export_dir", type=click.Path(path_type=Path), default=None, help=f"Export directory. Default: {DEFAULT_EXPORT}.")
 @click.option("--preset", type=click.Choice(["bert-base", "minilm", "tiny"]), default=None,
               help="Benchmark a preset shape instead (bert-base: random weights, 12 layers, hidden 768).")
-@click.option("--batch", default="32", show_default=True, callback=_int_list, help="Batch size(s), e.g. 1,8,32.")
-@click.option("--seq-len", default="128", show_default=True, callback=_int_list, help="Sequence length(s).")
-@click.option("--variants", default=None, callback=_artifact_variants,
+@click.option("--batch", default="32", show_default=True, callback=int_list, help="Batch size(s), e.g. 1,8,32.")
+@click.option("--seq-len", default="128", show_default=True, callback=int_list, help="Sequence length(s).")
+@click.option("--variants", default=None, callback=artifact_variants,
               help="Comma-separated: fp32, fp16, int8, int8_static. Default: every variant in the export.")
-@click.option("--provider", type=click.Choice(PROVIDER_CHOICES), default="auto", show_default=True)
+@provider_option
 @click.option("--threads", type=int, default=None, help="Intra-op threads. Default: physical cores.")
 @click.option("--warmup", type=int, default=5, show_default=True)
 @click.option("--iterations", type=int, default=None, help="Timed runs per case (>= 20 by default).")
@@ -382,8 +302,8 @@ def bench(export_dir, preset, batch, seq_len, variants, provider, threads, warmu
 @cli.command()
 @click.argument("texts", nargs=-1)
 @click.option("--export", "export_dir", type=click.Path(path_type=Path), default=DEFAULT_EXPORT, show_default=True)
-@click.option("--variant", default="auto", show_default=True, help="auto (int8 on CPU, fp16 on CUDA), fp32, fp16 or int8.")
-@click.option("--provider", type=click.Choice(PROVIDER_CHOICES), default="auto", show_default=True)
+@variant_option
+@provider_option
 @click.option("--threshold-override", type=float, default=None, help="One threshold for every label instead of the tuned ones.")
 @click.option("--file", "file_path", type=click.Path(path_type=Path), default=None, help="Read texts from a file, one per line.")
 @click.option("--pretty", is_flag=True, help="A compact table instead of JSON lines.")
@@ -420,8 +340,8 @@ def predict(texts, export_dir, variant, provider, threshold_override, file_path,
 
 @cli.command()
 @click.option("--export", "export_dir", type=click.Path(path_type=Path), default=DEFAULT_EXPORT, show_default=True)
-@click.option("--variant", default="auto", show_default=True, help="auto (int8 on CPU, fp16 on CUDA), fp32, fp16 or int8.")
-@click.option("--provider", type=click.Choice(PROVIDER_CHOICES), default="auto", show_default=True)
+@variant_option
+@provider_option
 @click.option("--replicas", type=int, default=1, show_default=True, help="Model replicas (processes), spread over the cluster's nodes.")
 @click.option("--threads-per-replica", type=int, default=None,
               help="onnxruntime threads (and CPUs reserved) per replica. Default: physical cores // replicas, "
@@ -471,8 +391,8 @@ def serve(export_dir, variant, provider, replicas, threads_per_replica, max_batc
 @click.option("--export", "export_dir", type=click.Path(path_type=Path), default=DEFAULT_EXPORT, show_default=True)
 @click.option("--input", "input_path", required=True, help="A JSONL, CSV or Parquet file, or a glob ('data/*.jsonl').")
 @click.option("--output", type=click.Path(path_type=Path), required=True, help="Output file: .jsonl, .csv or .parquet.")
-@click.option("--variant", default="auto", show_default=True, help="auto (int8 on CPU, fp16 on CUDA), fp32, fp16 or int8.")
-@click.option("--provider", type=click.Choice(PROVIDER_CHOICES), default="auto", show_default=True)
+@variant_option
+@provider_option
 @click.option("--text-column", default="text", show_default=True)
 @click.option("--id-column", default=None, help="Column copied to the output's id. Default: the row number.")
 @click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
@@ -495,56 +415,11 @@ def score(export_dir, input_path, output, variant, provider, text_column, id_col
     cfg = ScoreConfig(export=export_dir, input=input_path, output=output, variant=variant, provider=provider,
                       text_column=text_column, id_column=id_column, engine=engine, batch_size=batch_size,
                       threads=threads, address=address, concurrency=concurrency, force=force)
-    with _Progress() as progress:
+    with Progress() as progress:
         result = score_files(cfg, on_progress=progress.update)
     click.echo(f"scored {result.rows} rows from {result.files} file(s) with {result.variant} in {result.seconds:.1f}s "
                f"({result.rows_per_s:.0f} rows/s, {result.engine} engine); {result.errors} row error(s)")
     click.echo(f"wrote {result.output}")
-
-
-class _Progress:
-    """A progress bar on stderr once the total is known; a row count when it is not (CSV)."""
-
-    def __init__(self):
-        self._bar, self._done = None, 0
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        if self._bar is not None:
-            self._bar.render_finish()
-
-    def update(self, done: int, total):
-        if self._bar is None:
-            self._bar = click.progressbar(length=total or 0, label="scoring", file=sys.stderr, show_pos=True,
-                                          show_percent=bool(total), show_eta=bool(total))
-        self._bar.update(done - self._done)
-        self._done = done
-
-
-# ---------------------------------------------------------------------------- formatting
-
-
-def _metrics_table(reports: dict) -> str:
-    rows = [("", *reports)]
-    for name, attr in [("micro-F1", "micro_f1"), ("macro-F1", "macro_f1"), ("micro-precision", "micro_precision"),
-                       ("micro-recall", "micro_recall"), ("macro-precision", "macro_precision"),
-                       ("macro-recall", "macro_recall"), ("exact match", "exact_match"),
-                       ("ROC-AUC micro", "roc_auc_micro"), ("ROC-AUC macro", "roc_auc_macro")]:
-        rows.append((name, *(_fmt(getattr(r, attr)) for r in reports.values())))
-    return format_table(rows)
-
-
-def _per_label_table(report) -> str:
-    rows = [("label", "support", "threshold", "precision", "recall", "F1")]
-    rows += [(m.label, str(m.support), f"{m.threshold:.3f}", f"{m.precision:.4f}", f"{m.recall:.4f}", f"{m.f1:.4f}")
-             for m in report.per_label]
-    return format_table(rows)
-
-
-def _fmt(value) -> str:
-    return "n/a" if value is None else f"{value:.4f}"
 
 
 def main():
