@@ -13,10 +13,10 @@ from pathlib import Path
 
 import click
 
-from toolkit.cli_options import (DATA_FORMATS, Progress, artifact_variants, column_options, data_config, export_variants,
+from toolkit.cli_options import (Progress, artifact_variants, column_options, data_config, export_variants,
                                  int_list, merge_limits, metrics_table, per_label_table, per_variant_limits,
                                  provider_option, variant_option)
-from toolkit.config import DEFAULT_CHECKPOINT, DEFAULT_EXPORT, DEFAULT_INT8_RECIPE, INT8_RECIPES, Variant
+from toolkit.config import DATA_FORMATS, DEFAULT_CHECKPOINT, DEFAULT_EXPORT, DEFAULT_INT8_RECIPE, INT8_RECIPES, Variant
 from toolkit.errors import ToolkitError
 
 

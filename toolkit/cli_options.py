@@ -15,8 +15,6 @@ from toolkit.config import PROVIDER_CHOICES, Variant
 from toolkit.errors import ToolkitError
 from toolkit.tables import format_table
 
-DATA_FORMATS = ["goemotions", "csv", "tsv", "jsonl"]
-
 provider_option = click.option("--provider", type=click.Choice(PROVIDER_CHOICES), default="auto", show_default=True)
 variant_option = click.option("--variant", default="auto", show_default=True,
                               help="auto (int8 on CPU, fp16 on CUDA), fp32, fp16 or int8.")

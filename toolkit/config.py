@@ -10,6 +10,7 @@ from toolkit.errors import ToolkitError
 
 DEFAULT_CHECKPOINT = Path("checkpoints/emotion")
 DEFAULT_EXPORT = Path("exported/emotion")
+DATA_FORMATS = ("goemotions", "csv", "tsv", "jsonl")  # dataset file formats (toolkit.data reads them)
 
 
 class _Name(str, enum.Enum):

@@ -25,12 +25,12 @@ from typing import Optional
 
 import numpy as np
 
-from toolkit.config import DataConfig
+from toolkit.config import DATA_FORMATS, DataConfig
 from toolkit.errors import DataError
 
 log = logging.getLogger(__name__)
 
-FORMATS = ("goemotions", "csv", "tsv", "jsonl")
+FORMATS = DATA_FORMATS
 _EXTENSIONS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl"}
 _VALIDATION_NAMES = ("dev", "validation", "val")
 _LIST_COLUMN_NAMES = ("labels", "emotions", "label")
