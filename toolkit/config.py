@@ -11,6 +11,10 @@ from toolkit.errors import ToolkitError
 DEFAULT_CHECKPOINT = Path("checkpoints/emotion")
 DEFAULT_EXPORT = Path("exported/emotion")
 DATA_FORMATS = ("goemotions", "csv", "tsv", "jsonl")  # dataset file formats (toolkit.data reads them)
+THRESHOLD_OBJECTIVES = ("macro", "micro")  # per-label F1-best thresholds | one shared, micro-F1-best
+TRAIN_PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+INT8_MODES = ("dynamic", "static")  # `toolkit export --int8`: static adds the calibrated QDQ model
+BENCH_PRESETS = ("bert-base", "minilm", "tiny")  # shapes toolkit.bench.scenarios builds
 
 
 class _Name(str, enum.Enum):
@@ -160,12 +164,12 @@ class TrainConfig:
     force: bool = False
 
     def __post_init__(self):
-        _check(self.precision in ("auto", "fp32", "bf16", "fp16"),
-               f"--precision must be auto, fp32, bf16 or fp16, got {self.precision!r}")
+        _check(self.precision in TRAIN_PRECISIONS,
+               f"--precision must be {', '.join(TRAIN_PRECISIONS[:-1])} or {TRAIN_PRECISIONS[-1]}, got {self.precision!r}")
         _check(self.epochs is None or self.epochs >= 1, f"--epochs must be >= 1, got {self.epochs}")
         _check(self.warmup_ratio is None or 0.0 <= self.warmup_ratio < 1.0, f"--warmup must be in [0, 1), got {self.warmup_ratio}")
-        _check(self.threshold_objective in ("macro", "micro"),
-               f"--threshold-objective must be macro or micro, got {self.threshold_objective!r}")
+        _check(self.threshold_objective in THRESHOLD_OBJECTIVES,
+               f"--threshold-objective must be {' or '.join(THRESHOLD_OBJECTIVES)}, got {self.threshold_objective!r}")
         _check(self.batch_size >= 1, f"--batch-size must be >= 1, got {self.batch_size}")
         _check(self.lr is None or self.lr > 0, f"--lr must be > 0, got {self.lr}")
         _check(8 <= self.max_length <= 512, f"--max-length must be in [8, 512], got {self.max_length}")
@@ -209,7 +213,7 @@ class ExportConfig:
         _check(self.int8_max_float >= 0, f"--int8-max-float must be >= 0, got {self.int8_max_float}")
         _check(self.calibration_samples >= 1, f"--calibration-samples must be >= 1, got {self.calibration_samples}")
         _check(self.opset >= 17, f"--opset must be >= 17 (LayerNormalization), got {self.opset}")
-        _check(self.int8_mode in ("dynamic", "static"), f"--int8 must be dynamic or static, got {self.int8_mode!r}")
+        _check(self.int8_mode in INT8_MODES, f"--int8 must be {' or '.join(INT8_MODES)}, got {self.int8_mode!r}")
 
 
 @dataclass(frozen=True)
@@ -274,7 +278,8 @@ class BenchConfig:
     def __post_init__(self):
         _check(all(b >= 1 for b in self.batches), f"--batch values must be >= 1, got {self.batches}")
         _check(all(1 <= s <= 512 for s in self.seq_lens), f"--seq-len values must be in [1, 512], got {self.seq_lens}")
-        _check(self.preset in (None, "bert-base", "minilm", "tiny"), f"--preset must be bert-base, minilm or tiny, got {self.preset!r}")
+        _check(self.preset is None or self.preset in BENCH_PRESETS,
+               f"--preset must be {', '.join(BENCH_PRESETS[:-1])} or {BENCH_PRESETS[-1]}, got {self.preset!r}")
         _check_provider(self.provider)
         _check(self.warmup >= 0, f"--warmup must be >= 0, got {self.warmup}")
         _check(self.iterations is None or self.iterations >= 1, f"--iterations must be >= 1, got {self.iterations}")

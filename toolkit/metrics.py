@@ -5,6 +5,8 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from toolkit.config import THRESHOLD_OBJECTIVES
+
 DEFAULT_THRESHOLD = 0.5  # sigmoid midpoint: the untuned decision rule
 
 
@@ -83,7 +85,6 @@ def compute_metrics(y_true: np.ndarray, probs: np.ndarray, thresholds, label_nam
     )
 
 
-THRESHOLD_OBJECTIVES = ("macro", "micro")
 CROSS_FIT_FOLDS = 5  # 5-fold: each tuning set keeps 80% of the split, enough positives for most rare labels
 
 
