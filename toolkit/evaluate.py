@@ -1,4 +1,8 @@
-"""`toolkit evaluate`: a checkpoint's metrics on labelled texts, at its stored thresholds and at 0.5."""
+"""`toolkit evaluate`: a checkpoint's metrics on labelled texts, at its stored thresholds and at 0.5.
+
+Not in STYLE.md's layout, where train.py is the fine-tuning loop: scoring a saved checkpoint is a
+verb of its own (cli -> evaluate -> modeling/data/metrics), so it lives beside train, not in it.
+"""
 from __future__ import annotations
 
 import json

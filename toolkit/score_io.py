@@ -2,7 +2,8 @@
 
 Both engines (toolkit.score) read rows through these functions, so they agree row by row, and
 write through the one `OutputWriter`. JSONL is parsed here; CSV and Parquet through pyarrow,
-imported when needed with a pip hint.
+imported when needed with a pip hint. STYLE.md puts batch scoring in score.py; its file I/O is
+split out so that the engines and the formats each fit in one module.
 """
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
 """Rendering a `toolkit validate` result: the plain summary table and the Markdown report.
 
 Numbers stay numbers in `toolkit.validate`'s dataclasses until these functions format them; the
-Markdown table layout is shared with `toolkit bench` (toolkit.tables).
+Markdown table layout is shared with `toolkit bench` (toolkit.tables). STYLE.md's validate.py is
+"returns a report, raises once"; rendering that report is this module's one job.
 """
 from __future__ import annotations
 

@@ -25,7 +25,9 @@ One job per module:
 - `static`: static QDQ int8 and its calibration texts;
 - `graph`: read-only graph questions (logits head, candidate MatMuls, inputs) and node ordering.
 
-This module holds what `toolkit.export` calls (`dynamic_int8_variant`, `static_int8_variant`,
+STYLE.md's layout has one `quantize.py`; with the per-token rewrite, smoothing, the gated search
+and static QDQ it outgrew one module, so it is a package in the way sentence-transformers'
+`backend/` is one verb per module. This module holds what `toolkit.export` calls (`dynamic_int8_variant`, `static_int8_variant`,
 `calibration_texts`) and re-exports every public name, so `from toolkit.quantize import ...` works
 for all of them.
 """
