@@ -460,14 +460,17 @@ def _check_cpus(cfg: ServeConfig) -> None:
 
 
 def _wait_for_interrupt() -> None:
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)  # `kill` shuts down like Ctrl-C
+    # `kill` shuts down like Ctrl-C; SIGINT is set explicitly because a shell starts background jobs
+    # with it ignored, and Python then never raises KeyboardInterrupt (`toolkit serve &; kill -INT`)
+    previous = {sig: signal.signal(sig, _raise_interrupt) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:
         log.info("shutting down")
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _raise_interrupt(signum, frame):
