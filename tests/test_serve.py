@@ -6,12 +6,12 @@ import signal
 import socket
 import subprocess
 import sys
-import urllib.error
 import urllib.request
 
 import numpy as np
 import pytest
 from concurrency import run_concurrently
+from http_client import request_json as _request
 
 ray = pytest.importorskip("ray", reason="toolkit[serve] (ray) is not installed")
 pytest.importorskip("ray.serve", reason="toolkit[serve] (ray[serve]) is not installed")
@@ -56,18 +56,6 @@ def url(tiny_export_session):
     finally:
         serve.shutdown()
         ray.shutdown()
-
-
-def _request(url, path, body=None, raw=None, method=None, headers=None):
-    """(status, JSON body); 4xx/5xx are answers, not exceptions."""
-    data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
-    req = urllib.request.Request(url + path, data=data, method=method,
-                                 headers={"Content-Type": "application/json", **(headers or {})})
-    try:
-        with urllib.request.urlopen(req, timeout=60) as resp:
-            return resp.status, json.loads(resp.read())
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read())
 
 
 def test_concurrent_requests_equal_the_runtime_and_are_batched(url, clf):

@@ -5,11 +5,10 @@ import re
 import socket
 import subprocess
 import sys
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
+from http_client import request_json
 
 from toolkit.runtime import EmotionClassifier
 
@@ -42,12 +41,7 @@ def url(tiny_export_session):
 
 
 def _post(url, raw: bytes):
-    req = urllib.request.Request(url + "/predict", data=raw, headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=30) as resp:
-            return resp.status, json.loads(resp.read())
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read())
+    return request_json(url, "/predict", raw=raw, timeout=30)
 
 
 def test_example_equals_the_runtime(url, tiny_export_session):
