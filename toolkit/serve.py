@@ -376,8 +376,9 @@ HAPROXY_ENV = {"RAY_SERVE_ENABLE_HA_PROXY": "1", "RAY_SERVE_THROUGHPUT_OPTIMIZED
 def _choose_ingress(cfg: ServeConfig) -> str:
     """Set up the HTTP ingress of a local Ray before it starts; returns haproxy, python or cluster.
 
-    On 2 cores Ray's Python proxy was the bottleneck: c=32 gave 134 req/s with a mean server-side
-    batch of 3.5, and 301 req/s with a mean batch of 23 behind HAProxy (benchmarks/serving.md).
+    On 2 cores Ray's Python proxy was the bottleneck: c=32 gave 117 req/s with a mean server-side
+    batch of 3.0, and 322 req/s with a mean batch of 21 behind HAProxy (benchmarks/serving.md,
+    one run, 1 replica x 2 threads).
     """
     import importlib.util
     import sys
