@@ -210,9 +210,9 @@ def test_interrupted_export_leaves_nothing(tiny_checkpoint, tmp_path, monkeypatc
 
 
 def test_fp32_parity_failure_writes_nothing(tiny_checkpoint, tmp_path, monkeypatch):
-    import toolkit.export as export
+    import toolkit.export.pipeline as pipeline
 
-    monkeypatch.setattr(export, "FP32_TOLERANCE", -1.0)  # any difference, even 0, now fails
+    monkeypatch.setattr(pipeline, "FP32_TOLERANCE", -1.0)  # any difference, even 0, now fails
     out = tmp_path / "exp"
     with pytest.raises(ExportError, match=r"disagree with PyTorch: fp32: max \|Δprob\|"):
         export_model(ExportConfig(checkpoint=tiny_checkpoint, out=out, variants=(Variant.FP32,)))

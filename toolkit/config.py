@@ -85,7 +85,7 @@ def _unknown_variants(names: list[str], choices: tuple[Variant, ...]) -> Toolkit
                         f"choose from {', '.join(v.value for v in choices)}")
 
 
-# int8 recipes (`toolkit export --int8-recipe`), explained in toolkit.quantize.
+# int8 recipes (`toolkit export --int8-recipe`), explained in toolkit.export.int8.
 PER_TOKEN = "per-token"  # batch-invariant: each token's activations get their own scale
 PER_TENSOR = "per-tensor"  # onnxruntime's DynamicQuantizeLinear: batch-dependent, kept for comparison only
 INT8_RECIPES = (PER_TOKEN, PER_TENSOR)

@@ -13,8 +13,8 @@ import numpy as np
 
 from toolkit.config import Variant
 from toolkit.metrics import sigmoid
-from toolkit.quantize.graph import graph_inputs
-from toolkit.quantize.search import GateOutcome
+from toolkit.export.int8.graph import graph_inputs
+from toolkit.export.int8.search import GateOutcome
 
 
 def checkpoint_gate(cfg, loaded, fp32_path: Path) -> Optional["SplitGate"]:

@@ -16,8 +16,8 @@ import numpy as np
 from toolkit import artifacts
 from toolkit.config import ExportConfig, Variant
 from toolkit.errors import ExportError, first_line
-from toolkit.quantize.dynamic import PER_CHANNEL, REDUCE_RANGE
-from toolkit.quantize.graph import graph_inputs, logits_head_nodes
+from toolkit.export.int8.dynamic import PER_CHANNEL, REDUCE_RANGE
+from toolkit.export.int8.graph import graph_inputs, logits_head_nodes
 
 log = logging.getLogger(__name__)
 

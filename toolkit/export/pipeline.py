@@ -20,9 +20,10 @@ from typing import Iterator, Optional, Sequence
 
 import numpy as np
 
-from toolkit import artifacts, optimize, quantize
+from toolkit import artifacts
 from toolkit.config import ExportConfig, Provider, Variant
 from toolkit.errors import ExportError, ModelError, first_line
+from toolkit.export import int8, optimize
 from toolkit.metrics import sigmoid
 
 log = logging.getLogger(__name__)
@@ -123,7 +124,7 @@ def export_model(cfg: ExportConfig) -> ExportResult:
         log.info("loading %s", cfg.checkpoint)
         loaded = load_any(cfg.checkpoint, cfg.base_model, cfg.labels)
         _check_labels(cfg, loaded)
-        texts = quantize.calibration_texts(cfg, loaded) if Variant.INT8_STATIC in wanted else []
+        texts = int8.calibration_texts(cfg, loaded) if Variant.INT8_STATIC in wanted else []
         work = Path(tempfile.mkdtemp(dir=tmp))  # intermediates; removed before the checksums
         fp32 = _export_fp32(loaded, tmp, work, cfg.opset, keep=Variant.FP32 in wanted)
         results = [fp32] if Variant.FP32 in wanted else []
@@ -132,9 +133,9 @@ def export_model(cfg: ExportConfig) -> ExportResult:
             fused, fuse_seconds = optimize.fuse(fp32_path, work, loaded.model.config)
             results.append(optimize.to_fp16(fused, tmp, fuse_seconds, _describe))
         if Variant.INT8 in wanted:
-            results.append(quantize.dynamic_int8_variant(fp32_path, tmp, work, cfg, loaded, _describe))
+            results.append(int8.dynamic_int8_variant(fp32_path, tmp, work, cfg, loaded, _describe))
         if Variant.INT8_STATIC in wanted:
-            results.append(quantize.static_int8_variant(fp32_path, tmp, work, loaded, texts, _describe))
+            results.append(int8.static_int8_variant(fp32_path, tmp, work, loaded, texts, _describe))
         _check_parity(loaded, tmp, results, int(cfg.max_length or loaded.max_length))
         shutil.rmtree(work)
         manifest = _write_manifest(tmp, cfg, loaded, results, fp32.bytes)
@@ -234,7 +235,7 @@ def _write_manifest(out: Path, cfg: ExportConfig, loaded, results: list[VariantR
         "thresholds": [float(t) for t in loaded.thresholds],
         "activation": "sigmoid",
         "max_length": int(cfg.max_length or loaded.max_length),
-        "inputs": quantize.graph_inputs(out / results[0].file),
+        "inputs": int8.graph_inputs(out / results[0].file),
         "data": loaded.meta.get("data"),
         "variants": {r.variant: _variant_entry(r, fp32_bytes) for r in results},
         "files": files,

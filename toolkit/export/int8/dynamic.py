@@ -2,7 +2,7 @@
 
 Every recipe starts from `quantize_dynamic` on the *unfused* fp32 graph: per-channel int8 weights
 for each MatMul with a constant weight and for the embedding tables (Gather), the logits layer
-kept float. `per-token` then rewrites the activation quantizers (toolkit.quantize.rewrite);
+kept float. `per-token` then rewrites the activation quantizers (toolkit.export.int8.rewrite);
 `per-tensor` keeps onnxruntime's DynamicQuantizeLinear as is.
 """
 from __future__ import annotations
@@ -13,8 +13,8 @@ from typing import Optional, Sequence
 import numpy as np
 
 from toolkit.config import DEFAULT_INT8_RECIPE, INT8_RECIPES
-from toolkit.quantize.rewrite import per_token_rewrite
-from toolkit.quantize.smoothing import SMOOTHING_ALPHA, apply_smoothing
+from toolkit.export.int8.rewrite import per_token_rewrite
+from toolkit.export.int8.smoothing import SMOOTHING_ALPHA, apply_smoothing
 
 # The UNFUSED graph's MatMuls (and Gather: the embedding tables, which MiniLM's size target
 # needs); onnxruntime then fuses the quantized graph at session load. Measured on a 2-core

@@ -4,7 +4,7 @@ Divide each input channel of a MatMul's activation by s_k = max|x_k|^a / max|W_k
 multiply row k of W by it, so outlier channels stop setting every token's scale. BERT is post-LN:
 a LayerNorm output also feeds the residual Add, so s cannot be folded into the LayerNorm weights;
 it is applied on the quantized branch only, as one Mul per smoothed tensor (shared by the Q, K and
-V projections). The search (toolkit.quantize.search) keeps it only where it gates better.
+V projections). The search (toolkit.export.int8.search) keeps it only where it gates better.
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typing import Sequence
 
 import numpy as np
 
-from toolkit.quantize.graph import topological
+from toolkit.export.int8.graph import topological
 
 SMOOTHING_ALPHA = 0.5  # SmoothQuant's default: splits the range evenly between activations and weights
 

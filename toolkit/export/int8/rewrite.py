@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from toolkit.quantize.graph import topological
+from toolkit.export.int8.graph import topological
 
 _TOKEN_QMAX = 127.0  # symmetric: |x| / scale in [-127, 127], stored as uint8 with zero point 128
 _MIN_SCALE_MAX = 1e-12  # an all-zero row gets a tiny scale rather than a division by zero
