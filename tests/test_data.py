@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from toolkit.config import DataConfig
-from toolkit.data import align_labels, load_splits, load_validation_split, read_dataset, read_label_names
+from toolkit.data import (align_labels, fingerprint, load_eval_data, load_splits, load_validation_split, read_dataset,
+                          read_header, read_label_names, split_search_certify)
 from toolkit.demo_corpus import generate_demo_corpus
 from toolkit.errors import DataError
 
@@ -174,7 +175,8 @@ def test_goemotions_label_id_outside_emotions_txt(goemotions_like):
 
 def test_goemotions_without_emotions_txt_is_read_as_plain_tsv_and_fails_clearly(tmp_path):
     path = write(tmp_path / "train.tsv", "hello\t0\tid\n")
-    with pytest.raises(DataError, match="train.tsv"):
+    # a plain TSV: its first row is the header, which has no text column
+    with pytest.raises(DataError, match=r"train.tsv: no text column 'text' \(columns: hello, 0, id\); pass --text-column"):
         read_dataset(path)
     with pytest.raises(DataError, match="needs emotions.txt beside it"):
         read_dataset(path, format="goemotions")
@@ -193,10 +195,11 @@ def test_cli_reports_bad_data_in_one_line_with_exit_code(tmp_path):
 
     from toolkit.cli import cli
 
-    path = write(tmp_path / "d.csv", "text,joy\nhello,yes\n")
+    # 'yes' alone would be a list of label names (its values are not 0/1); beside a 0/1 cell it is a typo
+    path = write(tmp_path / "d.csv", "text,joy\nhello,1\nbye,yes\n")
     result = CliRunner().invoke(cli, ["train", "--data", str(path), "--model", "tiny", "--out", str(tmp_path / "o")])
     assert result.exit_code == 2  # bad input is a usage error, like click's own
-    assert "error: " in result.output and "d.csv:2: column 'joy' has 'yes'" in result.output
+    assert "error: " in result.output and "d.csv:3: column 'joy' has 'yes'" in result.output
     assert "Traceback" not in result.output
     assert not (tmp_path / "o").exists()
 
@@ -261,3 +264,121 @@ def test_conflicting_column_options_are_rejected():
         DataConfig(label_columns=("a",), labels_column="labels")
     with pytest.raises(ToolkitError, match="--ignore-columns names text"):
         DataConfig(ignore_columns=("text",))
+
+
+# ---------------------------------------------------------------------------- no guessed columns
+
+
+def test_a_binary_column_is_a_label_whatever_its_name(tmp_path):
+    # `label` used to be taken for a list column: 0/1 values became two labels named "1" and "0"
+    data = read_dataset(write(tmp_path / "d.csv", "text,label\ngood,1\nbad,0\nfine,1\n"))
+    assert data.label_names == ["label"]
+    np.testing.assert_array_equal(data.labels, [[1], [0], [1]])
+    data = read_dataset(write(tmp_path / "e.jsonl", '{"text": "a", "labels": 0, "joy": 1}\n{"text": "b", "labels": 1, "joy": 0}\n'))
+    assert data.label_names == ["labels", "joy"]
+    np.testing.assert_array_equal(data.labels, [[0, 1], [1, 0]])
+
+
+def test_a_list_column_beside_binary_columns_is_refused_not_half_read(tmp_path):
+    # `joy` used to be dropped silently in favour of the `emotions` list
+    path = write(tmp_path / "d.csv", 'text,emotions,joy\nhi,"joy,fear",1\nyo,anger,0\n')
+    with pytest.raises(DataError, match=r"d.csv:2: column 'emotions' has 'joy,fear'.*--labels-column emotions"):
+        read_dataset(path)
+    data = read_dataset(path, labels_column="emotions")
+    assert data.label_names == ["joy", "fear", "anger"]
+    data = read_dataset(path, label_columns=("joy",))
+    np.testing.assert_array_equal(data.labels, [[1], [0]])
+
+
+def test_the_log_says_which_column_rule_applied(tmp_path, caplog):
+    caplog.set_level("INFO", logger="toolkit.data")
+    read_dataset(write(tmp_path / "a.csv", "text,tags\nhi,joy;fear\nyo,anger\n"))
+    assert "labels from 'tags' read as a list of label names: its values are not 0/1" in caplog.text
+    caplog.clear()
+    read_dataset(write(tmp_path / "b.csv", "text,tags\nhi,1\nyo,0\n"))
+    assert "labels from the 1 0/1 column(s) tags" in caplog.text
+    caplog.clear()
+    read_dataset(write(tmp_path / "c.csv", "text,tags\nhi,1\nyo,0\n"), labels_column="tags")
+    assert "labels from the list column 'tags' (--labels-column)" in caplog.text
+
+
+def test_one_bom_tolerant_reader_for_training_and_scoring(tmp_path):
+    from toolkit.score_io import check_columns
+
+    path = write(tmp_path / "bom.csv", "text,joy\nhi,1\nyo,0\n", encoding="utf-8-sig")
+    assert path.read_bytes()[:3] == b"\xef\xbb\xbf"
+    assert read_dataset(path).label_names == ["joy"]
+    assert read_header(path, "csv") == ["text", "joy"]
+    check_columns([path], "csv", "text", None)  # toolkit score used to refuse it: no column 'text' (it read '\ufefftext')
+    jsonl = write(tmp_path / "bom.jsonl", '{"text": "hi", "joy": 1}\n', encoding="utf-8-sig")
+    assert read_header(jsonl, "jsonl") == ["text", "joy"]
+    check_columns([jsonl], "jsonl", "text", None)
+
+
+# ---------------------------------------------------------------------------- pinned evidence
+
+
+def _rows_file(tmp_path, n=60, name="d.csv"):
+    return write(tmp_path / name, "text,joy,fear\n" + "".join(f"text {i},{i % 2},{(i // 2) % 2}\n" for i in range(n)))
+
+
+def test_splits_record_file_hashes_and_row_fingerprints(tmp_path):
+    path = _rows_file(tmp_path)
+    splits = load_splits(DataConfig(path=path, val_fraction=0.2))
+    spec = json.loads(json.dumps(splits.spec))  # what toolkit.json stores
+    assert list(spec["files"]) == [str(path.resolve())] and len(spec["files"][str(path.resolve())]) == 64
+    assert spec["fingerprints"]["validation"]["rows"] == 12 and spec["fingerprints"]["train"]["rows"] == 48
+    assert spec["fingerprints"]["validation"] == fingerprint(splits.validation)
+    assert spec["fingerprints"]["validation"]["rows_sha256"] != spec["fingerprints"]["train"]["rows_sha256"]
+    # column order does not change the fingerprint, a changed label does
+    assert fingerprint(align_labels(splits.validation, ["fear", "joy"])) == fingerprint(splits.validation)
+    flipped = splits.validation.subset(np.arange(len(splits.validation)))
+    flipped.labels[0, 0] = 1 - flipped.labels[0, 0]
+    assert fingerprint(flipped) != fingerprint(splits.validation)
+
+
+def test_a_shuffled_data_file_is_refused_as_the_recorded_split(tmp_path):
+    path = _rows_file(tmp_path)
+    spec = json.loads(json.dumps(load_splits(DataConfig(path=path, val_fraction=0.2)).spec))
+    assert load_validation_split(spec, ["joy", "fear"]).texts  # unchanged: rebuilt
+    lines = path.read_text().splitlines()
+    rng = np.random.default_rng(0)
+    write(path, "\n".join([lines[0]] + [lines[1:][i] for i in rng.permutation(len(lines) - 1)]) + "\n")
+    with pytest.raises(DataError, match=r"d.csv: changed since training \(sha256 [0-9a-f]{12} recorded, now [0-9a-f]{12}\), "
+                                        r"so the recorded validation split would hold other texts; pass the data "
+                                        r"explicitly with --data PATH"):
+        load_validation_split(spec, ["joy", "fear"])
+    with pytest.raises(DataError, match="changed since training"):
+        load_eval_data(None, "dev", spec, ["joy", "fear"])
+    path.unlink()
+    with pytest.raises(DataError, match=r"d.csv: recorded at training but missing here.*--data PATH"):
+        load_validation_split(spec, ["joy", "fear"])
+
+
+def test_a_rebuilt_split_that_differs_from_its_fingerprint_is_refused(tmp_path):
+    path = _rows_file(tmp_path)
+    spec = json.loads(json.dumps(load_splits(DataConfig(path=path, val_fraction=0.2)).spec))
+    spec["seed"] = 7  # the same file, split another way (e.g. another version of the split code)
+    with pytest.raises(DataError, match=r"the rebuilt validation split differs from training's \(12 rows, sha256 "
+                                        r"[0-9a-f]{12} recorded, now 12 rows, sha256 [0-9a-f]{12}\); pass the data"):
+        load_validation_split(spec, ["joy", "fear"])
+
+
+def test_a_split_directory_pins_each_of_its_files(goemotions_like):
+    spec = json.loads(json.dumps(load_splits(DataConfig(path=goemotions_like)).spec))
+    assert {Path(f).name for f in spec["files"]} == {"train.tsv", "dev.tsv", "emotions.txt"}
+    write(goemotions_like / "emotions.txt", "joy\nanger\nsurprise\nfear\n")
+    with pytest.raises(DataError, match=r"emotions.txt: changed since training"):
+        load_validation_split(spec, ["joy", "anger", "surprise"])
+
+
+def test_search_and_certify_parts_are_disjoint_deterministic_and_order_free(tmp_path):
+    splits = load_splits(DataConfig(path=_rows_file(tmp_path, n=400), val_fraction=0.5))
+    search, certify = split_search_certify(splits.validation)
+    assert len(search) + len(certify) == len(splits.validation)
+    assert not set(search.texts) & set(certify.texts)
+    assert 70 <= len(certify) <= 130  # about half of 200
+    reversed_ = splits.validation.subset(np.arange(len(splits.validation))[::-1])
+    assert set(split_search_certify(reversed_)[1].texts) == set(certify.texts)
+    again = load_splits(DataConfig(path=tmp_path / "d.csv", val_fraction=0.5))
+    assert split_search_certify(again.validation)[1].texts == certify.texts

@@ -8,14 +8,26 @@ Formats (by extension, or `format=`):
 - `jsonl`: one object per line, with the same two label layouts.
 A directory with `train.<ext>` and `dev|validation|val.<ext>` is a dataset with splits.
 
-Columns (DataConfig): `label_columns` names the 0/1 label columns (in that order) and ignores the
-rest; otherwise every column but the text, the id and `ignore_columns` is a label. `id_column`
-(default: a column named `id`, or GoEmotions' third field) gives each row an id that travels into
-per-text outputs.
+Columns (DataConfig), never guessed from header names: `labels_column` names the one column holding
+a list of label names; `label_columns` names the 0/1 label columns (in that order) and ignores the
+rest. Without either, every column but the text, the id and `ignore_columns` is looked at: a column
+whose values are all 0/1 is a label column whatever its name (`text,label` is one label, "label");
+a single column whose values are not 0/1 is a list of label names; anything else is an error that
+names the option to pass. The log says which rule applied. `id_column` (default: a column named
+`id`, or GoEmotions' third field) gives each row an id that travels into per-text outputs.
+
+Pinned evidence: `load_splits` records a fingerprint of every split it returns (the source files'
+sha256, the row count, a hash of the rows' ids, texts and labels) in `DatasetSplits.spec`, which
+training stores in toolkit.json. `load_validation_split` rebuilds "the recorded validation split"
+only when the files and the rebuilt rows still match it; otherwise it raises a one-line DataError
+saying what changed and how to pass the data explicitly. `split_search_certify` cuts a split into
+two deterministic parts by a hash of each text: export's int8 search selects on one, `toolkit
+validate` certifies on the other, so a certificate never rests on the texts a search selected on.
 """
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import logging
@@ -25,6 +37,7 @@ from typing import Optional
 
 import numpy as np
 
+from toolkit.artifacts import sha256_file
 from toolkit.config import DATA_FORMATS, DataConfig
 from toolkit.errors import DataError
 
@@ -33,9 +46,10 @@ log = logging.getLogger(__name__)
 FORMATS = DATA_FORMATS
 _EXTENSIONS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl"}
 _VALIDATION_NAMES = ("dev", "validation", "val")
-_LIST_COLUMN_NAMES = ("labels", "emotions", "label")
+_BINARY_VALUES = {"1": 1.0, "1.0": 1.0, "true": 1.0, "0": 0.0, "0.0": 0.0, "false": 0.0}
 _ID_COLUMNS = ("id",)  # taken as the row id when no --id-column is given; never a label
 DEMO = "demo"
+TEXT_ENCODING = "utf-8-sig"  # UTF-8 that skips a leading byte-order mark (and reads files without one alike)
 
 
 @dataclass
@@ -71,6 +85,9 @@ class DatasetSplits:
 def load_splits(cfg: DataConfig) -> DatasetSplits:
     """Load a dataset and split it: the dataset's own splits when present, else a seeded random split.
 
+    The returned `spec` records how to rebuild the splits and a fingerprint of each (see
+    `fingerprint`), so that a later rebuild can prove it found the same texts.
+
     Raises:
         DataError: missing file, unknown format, malformed rows; the message names file and line.
     """
@@ -84,7 +101,7 @@ def load_splits(cfg: DataConfig) -> DatasetSplits:
 
         texts, labels, names = generate_demo_corpus()
         full = LabeledTexts(texts, labels, names, source=DEMO)
-        return _random_split(full, cfg.val_fraction, cfg.seed, spec)
+        return _pinned(_random_split(full, cfg.val_fraction, cfg.seed, spec), [])
 
     path = Path(cfg.path)
     if not path.exists():
@@ -96,23 +113,99 @@ def load_splits(cfg: DataConfig) -> DatasetSplits:
         validation = read_config_file(files["validation"], cfg, names)
         test = read_config_file(files["test"], cfg, names) if "test" in files else None
         spec.update(split="dataset", validation_file=str(files["validation"].resolve()))
-        return DatasetSplits(train, validation, test, names, spec)
-    return _random_split(read_config_file(path, cfg), cfg.val_fraction, cfg.seed, spec)
+        sources = [files["train"], files["validation"]] + ([files["test"]] if "test" in files else [])
+        if (path / "emotions.txt").is_file():
+            sources.append(path / "emotions.txt")
+        return _pinned(DatasetSplits(train, validation, test, names, spec), sources)
+    return _pinned(_random_split(read_config_file(path, cfg), cfg.val_fraction, cfg.seed, spec), [path])
+
+
+def fingerprint(data: LabeledTexts) -> dict:
+    """What identifies a set of labelled texts: its row count and a sha256 over its rows, in order.
+
+    Each row contributes its id (if any), its text and the *names* of its positive labels, so the
+    hash does not depend on the file's column order (align_labels) but changes with any edited,
+    added, removed or reordered row.
+    """
+    digest = hashlib.sha256()
+    names = list(data.label_names)
+    for i, text in enumerate(data.texts):
+        positives = sorted(names[j] for j in np.flatnonzero(data.labels[i] > 0.5))
+        row = [data.ids[i] if data.ids is not None else "", text, ",".join(positives)]
+        digest.update(json.dumps(row, ensure_ascii=False).encode("utf-8"))
+        digest.update(b"\n")
+    return {"rows": len(data), "rows_sha256": digest.hexdigest()}
+
+
+def describe_fingerprint(fp: Optional[dict]) -> str:
+    """'5426 rows, sha256 1a2b3c4d5e6f' (the short form reports print)."""
+    if not fp:
+        return "no fingerprint"
+    return f"{fp.get('rows')} rows, sha256 {str(fp.get('rows_sha256', ''))[:12]}"
+
+
+def split_search_certify(data: LabeledTexts) -> tuple[LabeledTexts, LabeledTexts]:
+    """Two disjoint parts of `data`, chosen by a hash of each text: (search, certify).
+
+    Export's int8 search picks among candidates by their scores on the search part, so a pass
+    there is a selected result; `toolkit validate` certifies on the certify part, texts no
+    selection has seen. The hash (not a seeded shuffle) keeps a text in the same part whatever
+    the order, the file or the machine; duplicate texts land together, so no text is on both sides.
+    """
+    certify = np.asarray([_hash_half(t) for t in data.texts], dtype=bool)
+    return data.subset(np.flatnonzero(~certify)), data.subset(np.flatnonzero(certify))
 
 
 def load_validation_split(spec: dict, label_names: list[str]) -> LabeledTexts:
-    """Re-create the validation split that training recorded in `spec`, columns in `label_names` order."""
-    return align_labels(load_splits(config_from_spec(spec)).validation, label_names)
+    """Re-create the validation split that training recorded in `spec`, columns in `label_names` order.
+
+    Raises:
+        DataError: the data is gone, or it changed since training (source file hash, or the rebuilt
+            split's rows differ from the recorded fingerprint); the message says what changed and to
+            pass the data with --data.
+    """
+    return align_labels(load_recorded_split(spec, "validation"), label_names)
+
+
+def load_recorded_split(spec: dict, which: str) -> LabeledTexts:
+    """The `which` ('train' or 'validation') split recorded in `spec`, checked against its fingerprint.
+
+    A spec without fingerprints (a checkpoint trained before they were recorded) is rebuilt with a
+    warning that nothing proves the texts are the training's.
+    """
+    where = spec.get("path")
+    for name, recorded in (spec.get("files") or {}).items():
+        path = Path(name)
+        if not path.is_file():
+            raise DataError(f"{path}: recorded at training but missing here, so the recorded {which} split cannot be "
+                            f"rebuilt; pass the data explicitly with --data PATH")
+        now = sha256_file(path)
+        if now != recorded:
+            raise DataError(f"{path}: changed since training (sha256 {recorded[:12]} recorded, now {now[:12]}), so the "
+                            f"recorded {which} split would hold other texts; pass the data explicitly with --data PATH")
+    split = getattr(load_splits(config_from_spec(spec)), which)
+    recorded = (spec.get("fingerprints") or {}).get(which)
+    if recorded is None:
+        log.warning("%s: the checkpoint records no fingerprint of its %s split; nothing proves the rebuilt texts "
+                    "are the ones it was trained with (retrain to record one, or pass --data)", where, which)
+        return split
+    now = fingerprint(split)
+    if now != recorded:
+        raise DataError(f"{where}: the rebuilt {which} split differs from training's ({describe_fingerprint(recorded)} "
+                        f"recorded, now {describe_fingerprint(now)}); pass the data explicitly with --data PATH")
+    return split
 
 
 def load_eval_data(data: Optional[DataConfig], split: str, recorded_spec: Optional[dict],
                    label_names: list[str], drop_extra: bool = False) -> tuple[LabeledTexts, str]:
     """The texts to score and where they come from: a file, one split of a directory, or the recorded validation split.
 
-    Columns are put in `label_names` order by name (`align_labels`, `drop_extra` as there).
+    Columns are put in `label_names` order by name (`align_labels`, `drop_extra` as there). The
+    recorded split is checked against its fingerprint (`load_recorded_split`).
 
     Raises:
-        DataError: no data and no recorded split, an unknown split, or labels that do not match.
+        DataError: no data and no recorded split, data changed since training, an unknown split,
+            or labels that do not match.
     """
     if data is None or data.path is None:
         if not recorded_spec:
@@ -204,6 +297,30 @@ def align_labels(data: LabeledTexts, label_names: list[str], drop_extra: bool = 
     return LabeledTexts(data.texts, data.labels[:, order], list(label_names), data.source, data.ids)
 
 
+def open_text(path: Path):
+    """A dataset file opened for reading as text, the way every reader here decodes it: UTF-8, a
+    byte-order mark skipped (Excel writes one), newlines left to the csv module. `toolkit score`'s
+    streaming readers use it too, so a file that trains also scores."""
+    return open(path, encoding=TEXT_ENCODING, newline="")
+
+
+def read_header(path: Path, fmt: str) -> Optional[list[str]]:
+    """The column names of a CSV/TSV file (its header row) or a JSONL file (its first object's keys);
+    None for an empty file, [] when the first JSONL line is not an object.
+
+    Raises:
+        OSError, UnicodeDecodeError, json.JSONDecodeError, csv.Error: the caller names the file.
+    """
+    with open_text(path) as fh:
+        if fmt in ("csv", "tsv"):
+            return next(csv.reader(fh, delimiter="\t" if fmt == "tsv" else ","), None)
+        first = next((line for line in fh if line.strip()), None)
+    if first is None:
+        return None
+    row = json.loads(first)
+    return list(row) if isinstance(row, dict) else []
+
+
 def read_label_names(spec: str) -> list[str]:
     """Label names from a file (one per line, or a dataset's header) or a comma-separated list."""
     path = Path(spec)
@@ -219,6 +336,20 @@ def read_label_names(spec: str) -> list[str]:
 
 
 # ---------------------------------------------------------------------------- helpers
+
+
+def _pinned(splits: DatasetSplits, sources: list[Path]) -> DatasetSplits:
+    """Record the source files' sha256 and each split's fingerprint in `splits.spec`."""
+    splits.spec = dict(splits.spec, files={str(Path(f).resolve()): sha256_file(Path(f)) for f in sources},
+                       fingerprints={name: fingerprint(part) for name, part in
+                                     (("train", splits.train), ("validation", splits.validation), ("test", splits.test))
+                                     if part is not None})
+    return splits
+
+
+def _hash_half(text: str) -> bool:
+    """True for about half of all texts, always the same half: the certify part."""
+    return hashlib.sha256(text.encode("utf-8")).digest()[0] & 1 == 1
 
 
 def _random_split(full: LabeledTexts, val_fraction: float, seed: int, spec: dict) -> DatasetSplits:
@@ -264,7 +395,7 @@ def _detect_format(path: Path, fmt: str | None) -> str:
 def _read_utf8(path: Path) -> str:
     raw = path.read_bytes()
     try:
-        return raw.decode("utf-8-sig")
+        return raw.decode(TEXT_ENCODING)
     except UnicodeDecodeError as e:
         line = raw[: e.start].count(b"\n") + 1
         raise DataError(f"{path}:{line}: not valid UTF-8 (byte 0x{raw[e.start]:02x}); re-save the file as UTF-8") from e
@@ -340,20 +471,57 @@ def _read_records(path, records, cfg: DataConfig, label_names) -> LabeledTexts:
     header = [str(h) for h in next(records)]
     _check_columns(path, header, cfg)
     id_column = cfg.id_column or next((c for c in _ID_COLUMNS if c in header), None)
-    list_column = cfg.labels_column or (None if cfg.label_columns else next((c for c in _LIST_COLUMN_NAMES if c in header), None))
     rows = list(records)
     texts = [_text_of(path, lineno, rec, cfg.text_column) for lineno, rec in rows]
     ids = [_id_of(path, lineno, rec, id_column) for lineno, rec in rows] if id_column else None
+    list_column, label_columns = _label_layout(path, header, rows, cfg, id_column)
     if list_column:
         matrix, names = _label_lists(path, rows, list_column, label_names)
         return LabeledTexts(texts, matrix, names, str(path), ids)
-    skip = {cfg.text_column, id_column, *cfg.ignore_columns}
-    label_columns = list(cfg.label_columns or [c for c in header if c not in skip])
-    if not label_columns:
-        raise DataError(f"{path}: no label columns; add one 0/1 column per label or a 'labels' column with label names")
     matrix = [[_binary(path, lineno, col, rec.get(col)) for col in label_columns] for lineno, rec in rows]
     return LabeledTexts(texts, np.asarray(matrix, dtype=np.float32).reshape(-1, len(label_columns)), label_columns,
                         str(path), ids)
+
+
+def _label_layout(path, header: list[str], rows, cfg: DataConfig, id_column) -> tuple[Optional[str], list[str]]:
+    """(list column, 0/1 columns): from the options when given, else from the values, never from header names.
+
+    Returns one list column and no 0/1 columns, or no list column and the 0/1 columns in file order.
+    """
+    if cfg.labels_column:
+        log.info("%s: labels from the list column %r (--labels-column)", path, cfg.labels_column)
+        return cfg.labels_column, []
+    if cfg.label_columns:
+        log.info("%s: labels from the 0/1 columns %s (--label-columns)", path, ", ".join(cfg.label_columns))
+        return None, list(cfg.label_columns)
+    skip = {cfg.text_column, id_column, *cfg.ignore_columns}
+    candidates = [c for c in header if c not in skip]
+    if not candidates:
+        raise DataError(f"{path}: no label columns; add one 0/1 column per label or a column with label names "
+                        "(--labels-column)")
+    # A list of names: the only candidate, and none of its values is 0/1 or a number (a number in a
+    # 0/1 column is a typo). Anything else is read as 0/1 columns, where _binary names the first bad
+    # cell (file:line) and the options that fix it.
+    if len(candidates) == 1 and not any(_is_binary(rec.get(candidates[0])) or _is_number(rec.get(candidates[0]))
+                                        for _, rec in rows):
+        log.info("%s: labels from %r read as a list of label names: its values are not 0/1 (--labels-column to "
+                 "say so, --label-columns for 0/1 columns)", path, candidates[0])
+        return candidates[0], []
+    log.info("%s: labels from the %d 0/1 column(s) %s (every column but text, id and --ignore-columns)", path,
+             len(candidates), ", ".join(candidates))
+    return None, candidates
+
+
+def _is_binary(value) -> bool:
+    return value is not None and not isinstance(value, (list, dict)) and str(value).strip().lower() in _BINARY_VALUES
+
+
+def _is_number(value) -> bool:
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 def _check_columns(path, header: list[str], cfg: DataConfig) -> None:
@@ -424,10 +592,8 @@ def _id_of(path, lineno, rec, column) -> str:
 
 def _binary(path, lineno, column, value) -> float:
     text = str(value).strip().lower() if value is not None else ""
-    if text in ("1", "1.0", "true"):
-        return 1.0
-    if text in ("0", "0.0", "false"):
-        return 0.0
+    if text in _BINARY_VALUES:
+        return _BINARY_VALUES[text]
     raise DataError(f"{path}:{lineno}: column {column!r} has {value!r}; label columns must hold 0 or 1. If {column!r} "
                     f"is not a label: --id-column {column} (row ids) or --ignore-columns {column} (metadata); "
-                    "or name the labels with --label-columns a,b,c")
+                    f"or name the labels with --label-columns a,b,c, or --labels-column {column} if it lists label names")

@@ -236,15 +236,9 @@ def _columns(path: Path, fmt: str) -> Optional[list[str]]:
     try:
         if fmt == "parquet":
             return list(_pyarrow("parquet").ParquetFile(path).schema_arrow.names)
-        if fmt == "csv":
-            with open(path, encoding="utf-8", newline="") as fh:
-                return next(csv.reader(fh), None)
-        with open(path, encoding="utf-8") as fh:
-            first = next((line for line in fh if line.strip()), None)
-        if first is None:
-            return None
-        row = json.loads(first)
-        return list(row) if isinstance(row, dict) else []
+        from toolkit.data import read_header  # the training reader: BOM-tolerant, so a file that trains scores
+
+        return read_header(path, fmt)
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, csv.Error) as e:
         raise DataError(f"{path}: cannot read it as {fmt} ({e})") from e
     except Exception as e:  # pyarrow's ArrowInvalid for a file that is not Parquet
@@ -252,8 +246,10 @@ def _columns(path: Path, fmt: str) -> Optional[list[str]]:
 
 
 def _jsonl_chunks(path: Path, cfg: ScoreConfig) -> Iterator[Chunk]:
+    from toolkit.data import open_text
+
     chunk = Chunk([], [], [])
-    with open(path, encoding="utf-8") as fh:
+    with open_text(path) as fh:
         for line in fh:
             if not line.strip():
                 continue
