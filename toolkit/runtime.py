@@ -28,13 +28,15 @@ from toolkit import artifacts
 from toolkit.config import Provider, Variant
 from toolkit.errors import ArtifactError, ToolkitError
 from toolkit.metrics import sigmoid
-from toolkit.session import (CPU, CUDA, CUDA_DEVICE_ID, GPU_HINT, PROVIDER_CHAINS, SHORT_NAMES, TENSORRT, input_dtypes,
-                             open_session, physical_cores, resolve_providers, tensorrt_cache_dir)
+from toolkit.session import (CPU, CUDA, CUDA_DEVICE_ID, GPU_HINT, PROVIDER_CHAINS, SHORT_NAMES, TENSORRT, cpu_limit,
+                             cpu_quota, input_dtypes, open_session, physical_cores, resolve_providers,
+                             tensorrt_cache_dir, usable_cores)
 
 __all__ = ["EmotionClassifier", "Prediction", "DEFAULT_MAX_BATCH", "AUTO_VARIANTS", "MODEL_INPUTS",
            # toolkit.session, re-exported
            "CPU", "CUDA", "TENSORRT", "CUDA_DEVICE_ID", "GPU_HINT", "PROVIDER_CHAINS", "SHORT_NAMES", "input_dtypes",
-           "open_session", "physical_cores", "resolve_providers", "tensorrt_cache_dir",
+           "open_session", "physical_cores", "usable_cores", "cpu_limit", "cpu_quota", "resolve_providers",
+           "tensorrt_cache_dir",
            # for validate and bench
            "verify_files", "pad_id"]
 
@@ -101,9 +103,10 @@ class EmotionClassifier:
             export_dir: the directory holding `manifest.json`, the ONNX variants and `tokenizer.json`.
             variant: "auto" (int8 on CPU, fp16 on CUDA, else what the export has) or a variant name.
             provider: "auto", "cpu", "cuda" or "tensorrt" (see `resolve_providers`).
-            threads: intra-op threads; None = physical cores.
+            threads: intra-op threads; None = `usable_cores()` (physical cores, cgroup quota and affinity respected).
             max_batch_size: texts per session run; larger inputs are split into length-sorted batches.
-            verify: check every file's sha256 against the manifest (a few ms per MB).
+            verify: check the sha256 of the files this load opens (the variant's ONNX file and
+                `tokenizer.json`) against the manifest, a few ms per MB; `verify_files` checks them all.
 
         Raises:
             ArtifactError: manifest missing or unsupported, a file missing or modified, an unknown
@@ -116,9 +119,9 @@ class EmotionClassifier:
         manifest = artifacts.read_manifest(export_dir)
         _check_labels(export_dir, manifest)
         if verify:
-            _verify_files(export_dir, manifest)
+            _verify_files(export_dir, manifest, [artifacts.TOKENIZER_JSON])
         tokenizer, pad_id = _load_tokenizer(export_dir, int(manifest["max_length"]))
-        name, session = _open_variant(export_dir, manifest, variant, provider, threads)
+        name, session = _open_variant(export_dir, manifest, variant, provider, threads, verify)
         classifier = cls(export_dir, manifest, name, session, tokenizer, pad_id, max_batch_size)
         classifier._check_graph()
         log.info("loaded %s: variant %s on %s, %d labels", export_dir, name, classifier.provider,
@@ -336,24 +339,35 @@ def _failures(manifest: dict, name: str) -> list[str]:
 
 
 def _open_variant(export_dir: Path, manifest: dict, variant: str, provider: str,
-                  threads: int | None) -> tuple[str, ort.InferenceSession]:
+                  threads: int | None, verify: bool) -> tuple[str, ort.InferenceSession]:
     name, model_file = _choose_variant(export_dir, manifest, variant, provider)
+    if verify:
+        _verify_files(export_dir, manifest, [model_file])
     session = open_session(export_dir / model_file, provider, threads)
     if session.get_providers()[0] == CPU and resolve_providers(provider)[0] != CPU:
         # provider auto fell back to CPU (see open_session): take the variant auto picks for CPU
         cpu_name, cpu_file = _choose_variant(export_dir, manifest, variant, Provider.CPU.value)
         if cpu_name != name:
+            if verify:
+                _verify_files(export_dir, manifest, [cpu_file])
             name, session = cpu_name, open_session(export_dir / cpu_file, Provider.CPU.value, threads)
     return name, session
 
 
-def _verify_files(export_dir: Path, manifest: dict) -> None:
-    """Every file matches its manifest sha256, and every file the runtime may load has one."""
+def _verify_files(export_dir: Path, manifest: dict, files: list[str] | None = None) -> None:
+    """`files` (default: every file in the manifest) match their sha256; every file the runtime
+    may load has one.
+
+    A load hashes only what it opens: hashing all three variants of a BERT-base export (~800 MB)
+    cost every Ray replica seconds at start for files it never reads (benchmarks/README.md).
+    """
     listed = manifest.get("files") or {}
     for rel in [*_variant_files(manifest), artifacts.TOKENIZER_JSON]:
         if rel not in listed:
             raise ArtifactError(f"{export_dir / artifacts.MANIFEST}: {rel} has no checksum in 'files'; "
                                 "re-run `toolkit export --force`")
+    if files is not None:
+        manifest = {"files": {rel: listed[rel] for rel in files}}
     artifacts.verify_checksums(export_dir, manifest)
 
 
@@ -396,7 +410,7 @@ def _pad_id(tokenizer) -> int:
 
 
 def verify_files(export_dir, manifest: dict) -> None:
-    """Check every file against its manifest sha256, as `EmotionClassifier.load(verify=True)` does.
+    """Check every file in the manifest against its sha256 (`EmotionClassifier.load` checks only what it opens).
 
     Raises:
         ArtifactError: a file is missing, modified, or has no checksum in the manifest.

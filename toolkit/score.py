@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -203,20 +202,12 @@ def _model_info(cfg: ScoreConfig) -> tuple[list[str], np.ndarray, str]:
 
 
 def _connect_ray(address: Optional[str]) -> bool:
-    ray = _ray()
-    if ray.is_initialized():
-        return False
-    try:
-        # a local instance without the dashboard: see toolkit.serve._connect
-        if address:
-            ray.init(address=address)
-        else:
-            ray.init(num_cpus=(os.cpu_count() or 1) + 1, include_dashboard=False)
-    except (ConnectionError, RuntimeError, ValueError) as e:
-        where = f"the Ray cluster at {address}" if address else "a local Ray instance"
-        raise ToolkitError(f"cannot start or reach {where} ({e}); start one with `ray start --head`, "
-                           "or drop --address to run locally") from e
-    return True
+    """Join `address`, or start a token-authenticated local Ray without the dashboard (see toolkit.serve._connect)."""
+    from toolkit import ray_cluster
+    from toolkit.runtime import cpu_limit
+
+    _ray()
+    return ray_cluster.connect(address, num_cpus=cpu_limit() + 1, include_dashboard=False)
 
 
 def _ray():

@@ -6,8 +6,9 @@
     GET  /docs     -> OpenAPI (the pydantic schemas below)
 
 Each replica is one `EmotionClassifier` (the runtime apps embed). `@serve.batch` merges the texts
-of concurrent requests into one `predict_proba` call, which runs on a worker thread so the replica's
-event loop keeps queueing the next batch meanwhile. The same application runs on a laptop (a local
+of concurrent requests into one `predict_proba` call of at most `max_batch_texts` texts (counted by
+texts, not requests; a request with more is split into several), which runs on a worker thread so
+the replica's event loop keeps queueing the next batch meanwhile. The same application runs on a laptop (a local
 Ray instance) and on a cluster (`--address auto`): replicas reserve `threads` CPUs each and Serve
 spreads them over the nodes. The export directory must exist at the same path on every node.
 
@@ -34,7 +35,7 @@ from ray import serve
 from ray.serve.metrics import Counter, Histogram
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from toolkit import artifacts
+from toolkit import artifacts, ray_cluster
 from toolkit.config import ServeConfig
 from toolkit.errors import ToolkitError
 from toolkit.runtime import EmotionClassifier
@@ -114,9 +115,11 @@ class _Metrics:
                                 tag_keys=("status",))
         self.latency = Histogram("toolkit_request_latency_ms", description="Replica time per /predict request (ms).",
                                  boundaries=LATENCY_BUCKETS_MS)
-        self.batch_requests = Histogram("toolkit_batch_size", description="Requests merged into one session run.",
+        self.batch_requests = Histogram("toolkit_batch_requests", description="Requests merged into one model run.",
                                         boundaries=BATCH_BUCKETS)
-        self.batch_texts = Counter("toolkit_texts", description="Texts scored.")
+        self.batch_texts = Histogram("toolkit_batch_texts", description="Texts in one model run.",
+                                     boundaries=BATCH_BUCKETS)
+        self.texts = Counter("toolkit_texts", description="Texts scored.")
 
     def request(self, status: int, latency_ms: float) -> None:
         self.requests.inc(tags={"status": str(status)})
@@ -124,7 +127,8 @@ class _Metrics:
 
     def batch(self, n_requests: int, n_texts: int) -> None:
         self.batch_requests.observe(n_requests)
-        self.batch_texts.inc(n_texts)
+        self.batch_texts.observe(n_texts)
+        self.texts.inc(n_texts)
 
 
 def _metrics_url() -> Optional[str]:
@@ -164,6 +168,11 @@ def _is_json_error(error: ValidationError) -> bool:
     return any(e.get("type") == "json_invalid" for e in error.errors(include_url=False))
 
 
+def _count_texts(requests: list[list[str]]) -> int:
+    """The batcher's size of a batch: its texts, so that max_batch_texts means texts everywhere."""
+    return sum(len(texts) for texts in requests)
+
+
 # ---------------------------------------------------------------------------- the deployment
 
 
@@ -173,18 +182,20 @@ class EmotionService:
 
     def __init__(self, cfg: ServeConfig):
         self.cfg = cfg
+        # one meaning for max_batch_texts: the classifier's texts per session run, and the batcher's
+        # limit counted in texts (_count_texts), so one batch is one session run
         self.clf = EmotionClassifier.load(cfg.export, variant=cfg.variant, provider=cfg.provider,
-                                          threads=cfg.threads_per_replica, max_batch_size=cfg.max_batch_size)
+                                          threads=cfg.threads_per_replica, max_batch_size=cfg.max_batch_texts)
         self.model_hash = artifacts.sha256_file(self.clf.export_dir / artifacts.MANIFEST)
-        self._predict.set_max_batch_size(cfg.max_batch_size)
+        self._predict.set_max_batch_size(cfg.max_batch_texts)
         self._predict.set_batch_wait_timeout_s(cfg.batch_wait_ms / 1000.0)
         # one thread: the session already uses `threads` intra-op threads; a second concurrent
         # run would only split the same cores (batches are serialized by max_concurrent_batches=1)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="toolkit-session")
         # per-replica counters for /info (the Prometheus metrics hold the same, aggregated over time):
         # what benchmarks/serving.py reads to split a request's latency into hops
-        self.stats = {"requests": 0, "batches": 0, "batched_requests": 0, "largest_batch": 0,
-                      "handler_ms": 0.0, "model_ms": 0.0}
+        self.stats = {"requests": 0, "batches": 0, "batched_requests": 0, "batched_texts": 0,
+                      "largest_batch_requests": 0, "largest_batch_texts": 0, "handler_ms": 0.0, "model_ms": 0.0}
         self.metrics_url = _metrics_url()
         self._metrics = _Metrics()
         log.info("replica ready: %r, %d threads", self.clf, cfg.threads_per_replica)
@@ -196,7 +207,7 @@ class EmotionService:
         status = 500
         try:
             texts, threshold = await self._parse(request)
-            probs = await self._predict(texts) if texts else np.empty((0, len(self.clf.labels)), np.float32)
+            probs = await self._score(texts)
             body = {"predictions": self._predictions(probs, threshold), "variant": self.clf.variant,
                     "model": self.model_hash}
             status = 200
@@ -225,18 +236,31 @@ class EmotionService:
                 "provider": clf.provider, "model": self.model_hash, "max_length": clf.max_length,
                 "limits": {"max_texts": cfg.max_texts, "max_chars": cfg.max_chars,
                            "max_body_bytes": cfg.max_body_bytes},
-                "batching": {"max_batch_size": cfg.max_batch_size, "batch_wait_ms": cfg.batch_wait_ms},
+                "batching": {"max_batch_texts": cfg.max_batch_texts, "batch_wait_ms": cfg.batch_wait_ms},
                 "metrics": self.metrics_url,
                 "replica": {"id": serve.get_replica_context().replica_id.unique_id,
                             "threads": cfg.threads_per_replica, **self.stats}}
 
-    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.005)  # replaced from the config in __init__
+    async def _score(self, texts: list[str]) -> np.ndarray:
+        """One request's probabilities: its texts in parts of at most max_batch_texts, each batched with
+        other requests' texts (the batcher refuses a single item over its limit)."""
+        size = self.cfg.max_batch_texts
+        parts = [texts[i:i + size] for i in range(0, len(texts), size)]
+        if not parts:
+            return np.empty((0, len(self.clf.labels)), np.float32)
+        return np.concatenate(await asyncio.gather(*(self._predict(part) for part in parts)))
+
+    # max_batch_size counted by _count_texts (batch_size_fn: in every Ray the serve extra allows); set in __init__
+    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.005, batch_size_fn=_count_texts)
     async def _predict(self, requests: list[list[str]]) -> list[np.ndarray]:
         """Concurrent requests' texts in one session run; each request gets its own rows back."""
         texts = [text for request in requests for text in request]
-        self.stats["batches"] += 1
-        self.stats["batched_requests"] += len(requests)
-        self.stats["largest_batch"] = max(self.stats["largest_batch"], len(requests))
+        stats = self.stats
+        stats["batches"] += 1
+        stats["batched_requests"] += len(requests)
+        stats["batched_texts"] += len(texts)
+        stats["largest_batch_requests"] = max(stats["largest_batch_requests"], len(requests))
+        stats["largest_batch_texts"] = max(stats["largest_batch_texts"], len(texts))
         self._metrics.batch(len(requests), len(texts))
         loop = asyncio.get_running_loop()
         start = time.perf_counter()
@@ -283,10 +307,15 @@ class Started:
     threads_per_replica: int
     address: Optional[str]
     ingress: str  # haproxy | python | cluster (an existing cluster's own setting)
+    ray_address: str  # the GCS address of the Ray in use (for `ray status --address`)
+    ray_auth: str  # this process's RAY_AUTH_MODE: token, or disabled
 
 
 def resolve(cfg: ServeConfig) -> ServeConfig:
-    """`cfg` with the default threads filled in: physical cores // replicas, at least 1.
+    """`cfg` with the default threads filled in: usable cores // replicas, at least 1.
+
+    Usable cores are the physical cores in this process's affinity mask, capped by its cgroup CPU
+    quota (a pod's CPU limit), see `toolkit.runtime.usable_cores`.
 
     Replicas x threads above the physical cores oversubscribes them: onnxruntime's intra-op
     threads then wait on each other (the stdlib server at concurrency 8 lost a third of its
@@ -294,11 +323,11 @@ def resolve(cfg: ServeConfig) -> ServeConfig:
     """
     from dataclasses import replace
 
-    from toolkit.runtime import physical_cores
+    from toolkit.runtime import usable_cores
 
     if cfg.threads_per_replica is not None:
         return cfg
-    return replace(cfg, threads_per_replica=max(1, physical_cores() // cfg.replicas))
+    return replace(cfg, threads_per_replica=max(1, usable_cores() // cfg.replicas))
 
 
 def build_app(cfg: ServeConfig):
@@ -361,7 +390,7 @@ def run(cfg: ServeConfig, on_ready=None) -> None:
         serve.run(build_app(cfg), name=APP_NAME, route_prefix="/")
         if on_ready is not None:
             on_ready(Started(f"http://{cfg.host}:{cfg.port}", cfg.replicas, cfg.threads_per_replica, cfg.address,
-                             ingress))
+                             ingress, ray.get_runtime_context().gcs_address, ray_cluster.auth_mode()))
         _wait_for_interrupt()
     finally:
         _teardown(cfg, started_ray)
@@ -422,39 +451,38 @@ def bind_haproxy_to_host() -> None:
 
 
 _HOST_ENV = "TOOLKIT_SERVE_HOST"
+# Behind HAProxy (direct ingress), a stopping replica holds its port open for 30 s by default so
+# that an external load balancer can deregister it first: Ctrl-C then took 33 s ("Controller failed
+# to shut down within 30.0s"). A local Ray has no load balancer but the HAProxy it stops itself, so
+# no wait; in-flight requests are still drained. Read by every Ray worker when the local Ray starts.
+LOCAL_SERVE_ENV = {"RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "0"}
 
 
 def _connect(cfg: ServeConfig) -> bool:
-    """Join `cfg.address`, or start a local Ray instance; True when this call connected."""
-    if ray.is_initialized():
-        return False
-    try:
-        if cfg.address:
-            ray.init(address=cfg.address)
-        else:
-            # a local instance gets at least the CPUs the replicas reserve, so an explicit
-            # oversubscription (--threads-per-replica) still starts; logged in _check_cpus
-            os.environ[_HOST_ENV] = cfg.host
-            ray.init(num_cpus=max(os.cpu_count() or 1, cfg.replicas * cfg.threads_per_replica),
-                     runtime_env={"worker_process_setup_hook": "toolkit.serve.bind_haproxy_to_host"},
-                     # the dashboard took over a minute to start on a busy 2-core machine and then
-                     # failed; metrics do not need it. `ray start --head` + --address auto has it.
-                     include_dashboard=False)
-    except (ConnectionError, RuntimeError, ValueError) as e:
-        where = f"the Ray cluster at {cfg.address}" if cfg.address else "a local Ray instance"
-        raise ToolkitError(f"cannot start or reach {where} ({e}); start one with `ray start --head`, "
-                           "or drop --address to run locally") from e
-    return True
+    """Join `cfg.address`, or start a token-authenticated local Ray; True when this call connected."""
+    from toolkit.runtime import cpu_limit
+
+    if not cfg.address and not ray.is_initialized():
+        os.environ[_HOST_ENV] = cfg.host
+        for name, value in LOCAL_SERVE_ENV.items():
+            os.environ.setdefault(name, value)
+    # a local instance gets at least the CPUs the replicas reserve, so an explicit
+    # oversubscription (--threads-per-replica) still starts; logged in _check_cpus
+    return ray_cluster.connect(cfg.address, num_cpus=max(cpu_limit(), cfg.replicas * cfg.threads_per_replica),
+                               runtime_env={"worker_process_setup_hook": "toolkit.serve.bind_haproxy_to_host"},
+                               # the dashboard took over a minute to start on a busy 2-core machine and
+                               # then failed; metrics do not need it. `ray start --head` + --address auto has it.
+                               include_dashboard=False)
 
 
 def _check_cpus(cfg: ServeConfig) -> None:
-    from toolkit.runtime import physical_cores
+    from toolkit.runtime import usable_cores
 
     wanted = cfg.replicas * cfg.threads_per_replica
     have = ray.cluster_resources().get("CPU", 0)
-    if not cfg.address and wanted > physical_cores():
-        log.warning("%d replicas x %d threads = %d threads on %d physical cores: oversubscribed, expect lower "
-                    "throughput", cfg.replicas, cfg.threads_per_replica, wanted, physical_cores())
+    if not cfg.address and wanted > usable_cores():
+        log.warning("%d replicas x %d threads = %d threads on %d usable cores: oversubscribed, expect lower "
+                    "throughput", cfg.replicas, cfg.threads_per_replica, wanted, usable_cores())
     if wanted > have:
         log.warning("the replicas reserve %d CPUs but the cluster has %g: some stay pending until nodes join",
                     wanted, have)

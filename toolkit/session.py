@@ -66,7 +66,7 @@ def open_session(model_path, provider: str = "auto", threads: int | None = None)
         provider: see `resolve_providers`. With "auto", a CUDA provider that onnxruntime lists
             but cannot start (no GPU, CUDA/cuDNN libraries missing) gives a CPU session and a
             logged warning; a provider named explicitly gives ProviderError instead.
-        threads: intra-op threads; None means the number of physical cores this process may use.
+        threads: intra-op threads; None means `usable_cores()` (affinity and cgroup CPU quota respected).
 
     Returns:
         The session; `session.get_providers()[0]` is the provider actually used.
@@ -80,7 +80,7 @@ def open_session(model_path, provider: str = "auto", threads: int | None = None)
     if not model_path.is_file():
         raise ArtifactError(f"{model_path}: ONNX model not found; re-run `toolkit export --force`")
     options = ort.SessionOptions()
-    options.intra_op_num_threads = int(threads) if threads else physical_cores()
+    options.intra_op_num_threads = int(threads) if threads else usable_cores()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     try:
         session = _create_session(model_path, options, providers)
@@ -92,6 +92,51 @@ def open_session(model_path, provider: str = "auto", threads: int | None = None)
     log.debug("%s: session on %s, %d intra-op threads", model_path.name, session.get_providers()[0],
               options.intra_op_num_threads)
     return session
+
+
+def usable_cores() -> int:
+    """The default thread count: physical cores this process may run on, capped by its cgroup CPU quota.
+
+    A container limited to 2 CPUs on a 64-core node still sees 64 cores in sysfs; 64 intra-op
+    threads there are throttled by the kernel's CFS quota and wait on each other.
+    """
+    quota = cpu_quota()
+    cores = physical_cores()
+    return cores if quota is None else max(1, min(cores, int(quota)))
+
+
+def cpu_limit() -> int:
+    """Logical CPUs this process may use: its affinity mask, capped by its cgroup CPU quota (for Ray's num_cpus)."""
+    try:
+        allowed = len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        allowed = os.cpu_count() or 1
+    quota = cpu_quota()
+    return allowed if quota is None else max(1, min(allowed, int(quota)))
+
+
+def cpu_quota(root: Path = Path("/sys/fs/cgroup"), proc_cgroup: Path = Path("/proc/self/cgroup")) -> float | None:
+    """CPUs' worth of time this process's cgroup may use (cgroup v2 `cpu.max`, v1 `cpu.cfs_quota_us`), or None.
+
+    The tightest limit of the process's cgroup and its ancestors counts. Neither onnxruntime nor
+    `os.cpu_count()` reads it (Python 3.13's `os.process_cpu_count()` reads only the affinity mask).
+    """
+    try:
+        lines = proc_cgroup.read_text().splitlines()
+    except OSError:
+        return None  # not Linux, or no cgroups
+    limits = []
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if controllers == "":  # cgroup v2, unified hierarchy
+            limits += [_v2_quota(d) for d in _cgroup_dirs(root, root / "unified", path)]
+        elif "cpu" in controllers.split(","):  # cgroup v1, the cpu controller's hierarchy
+            mounts = [root / controllers, root / "cpu", root / "cpu,cpuacct"]
+            mount = next((m for m in mounts if m.is_dir()), None)
+            if mount is not None:
+                limits += [_v1_quota(d) for d in _cgroup_dirs(mount, None, path)]
+    limits = [q for q in limits if q is not None]
+    return min(limits) if limits else None
 
 
 def physical_cores() -> int:
@@ -129,6 +174,40 @@ def tensorrt_cache_dir() -> Path:
 
 
 # ---------------------------------------------------------------------------- helpers
+
+
+def _cgroup_dirs(mount: Path, fallback: Path | None, path: str) -> list[Path]:
+    """The cgroup's directory and its ancestors up to the mount; a cgroup namespace or a
+    non-namespaced container (whose /proc/self/cgroup names a host path) shows only the mount."""
+    for base in (mount, fallback):
+        if base is None or not base.is_dir():
+            continue
+        here = base / path.strip("/")
+        if not here.is_dir():
+            return [base]
+        dirs = [here]
+        while here != base:
+            here = here.parent
+            dirs.append(here)
+        return dirs
+    return []
+
+
+def _v2_quota(directory: Path) -> float | None:
+    try:
+        quota, period = (directory / "cpu.max").read_text().split()[:2]
+    except (OSError, ValueError):
+        return None
+    return None if quota == "max" else int(quota) / int(period)
+
+
+def _v1_quota(directory: Path) -> float | None:
+    try:
+        quota = int((directory / "cpu.cfs_quota_us").read_text())
+        period = int((directory / "cpu.cfs_period_us").read_text())
+    except (OSError, ValueError):
+        return None
+    return None if quota <= 0 or period <= 0 else quota / period
 
 
 def _create_session(model_path: Path, options, providers: list[str]) -> ort.InferenceSession:
