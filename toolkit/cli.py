@@ -337,6 +337,24 @@ def predict(texts, export_dir, variant, provider, threshold_override, file_path,
         click.echo(json.dumps({"text": text, "labels": pred.labels, "scores": pred.scores}, ensure_ascii=False))
 
 
+# ---------------------------------------------------------------------------- web
+
+
+@cli.command()
+@click.argument("export_dir", type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Folder to write (a static host serves it as is).")
+@click.option("--variant", default="auto", show_default=True,
+              help="The one variant to ship; auto: the runtime's CPU choice (int8 unless it failed validation).")
+@click.option("--webgpu", is_flag=True, help="Also ship onnxruntime-web's WebGPU build (+29 MB); used where the browser has a GPU.")
+@click.option("--force", is_flag=True, help="Replace --out if it exists.")
+def web(export_dir, out, variant, webgpu, force):
+    """Prepare an export for a static web host: the page, one variant, tokenizer, manifest, onnxruntime-web."""
+    from toolkit.web import build_web, describe
+
+    for line in describe(build_web(export_dir, out, variant=variant, webgpu=webgpu, force=force)):
+        click.echo(line)
+
+
 # ---------------------------------------------------------------------------- serve / score
 
 
