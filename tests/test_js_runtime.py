@@ -215,6 +215,10 @@ def test_node_errors_are_one_clear_line(node, tiny_export, tmp_path):
         fails([str(tiny_export), "--variant", "bf16", "x"]).replace('"', "'")
     assert "texts[1] is number, expected string" in fails([str(tiny_export)], '["ok", 3]')
 
+    # as the Python runtime, a load hashes only what it opens: a damaged fp16 file stops fp16, not int8
+    (tiny_export / artifacts.variant_file("fp16")).write_bytes(b"damaged")
+    assert _run_node(node, [str(PREDICT), str(tiny_export), "--variant", "int8", "x"]).returncode == 0
+    assert f"{tiny_export / artifacts.variant_file('fp16')}: sha256" in fails([str(tiny_export), "--variant", "fp16", "x"])
     (tiny_export / artifacts.TOKENIZER_JSON).write_text("{}", encoding="utf-8")
     assert f"{tiny_export / artifacts.TOKENIZER_JSON}: sha256" in fails([str(tiny_export), "x"])
     manifest_path = tiny_export / artifacts.MANIFEST

@@ -61,7 +61,7 @@ export class EmotionClassifier {
    * @param {object} store - `{where(rel), read(rel) -> Promise<Uint8Array|null>, missing() -> Promise<string|null>}`.
    * @param {object} ort - the onnxruntime module (onnxruntime-node or onnxruntime-web).
    * @param {object} [options] - variant ("auto" or a name), executionProviders, threads,
-   *   maxBatchSize, verify (sha256 of every listed file, default true), log ({info, warn}).
+   *   maxBatchSize, verify (sha256 of the files it opens, default true), log ({info, warn}).
    * @throws {ArtifactError} missing or unsupported manifest, a file missing or modified, unknown variant,
    *   labels/thresholds that do not fit the model.
    * @throws {ToolkitError} a bad option.
@@ -82,7 +82,7 @@ export class EmotionClassifier {
     checkLabels(cached, manifest);
     const onGpu = !CPU_PROVIDERS.has(providerName(executionProviders[0]));
     const [name, file] = chooseVariant(cached, manifest, variant, onGpu, log);
-    if (verify) await verifyFiles(cached, manifest);
+    if (verify) await verifyFiles(cached, manifest, [TOKENIZER_JSON, file]);
     const tokenizer = await loadTokenizer(cached);
     const session = await openSession(cached, ort, file, executionProviders, threads);
     const classifier = new this({
@@ -336,8 +336,11 @@ function checkLabels(store, manifest) {
   }
 }
 
-/** Every file matches its manifest sha256, and every file the runtime may load has one (runtime._verify_files). */
-async function verifyFiles(store, manifest) {
+/**
+ * `files` match their manifest sha256, and every file the runtime may load has one (runtime._verify_files).
+ * A load hashes only what it opens, as the Python runtime: a page would otherwise download every variant.
+ */
+async function verifyFiles(store, manifest, files) {
   const listed = manifest.files ?? {};
   const needed = [...Object.values(manifest.variants ?? {}).map((e) => e?.file).filter(Boolean), TOKENIZER_JSON];
   for (const rel of needed) {
@@ -346,7 +349,8 @@ async function verifyFiles(store, manifest) {
                               "re-run `toolkit export --force`");
     }
   }
-  for (const [rel, entry] of Object.entries(listed)) {
+  for (const rel of files) {
+    const entry = listed[rel];
     const bytes = await store.read(rel);
     if (bytes === null) {
       throw new ArtifactError(`${store.where(rel)}: file listed in ${MANIFEST} is missing; ` +
