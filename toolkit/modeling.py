@@ -164,9 +164,10 @@ def load_classifier(checkpoint: Path) -> LoadedClassifier:
     thresholds = np.asarray(meta.get("thresholds") or [0.5] * len(labels), dtype=np.float64)
     if len(thresholds) != len(labels):
         raise ModelError(f"{checkpoint / artifacts.CHECKPOINT_META}: {len(thresholds)} thresholds for {len(labels)} labels; re-train")
+    tokenizer = load_tokenizer(checkpoint)
     return LoadedClassifier(
-        model=model, tokenizer=load_tokenizer(checkpoint), label_names=labels, thresholds=thresholds,
-        max_length=int(meta.get("max_length", 128)), meta=meta,
+        model=model, tokenizer=tokenizer, label_names=labels, thresholds=thresholds,
+        max_length=checkpoint_max_length(checkpoint, meta, tokenizer, model), meta=meta,
         source={"kind": "toolkit" if meta else "huggingface", "path": str(checkpoint.resolve()),
                 "sha256": _weights_sha256(checkpoint)},
     )
@@ -274,6 +275,68 @@ def load_export_source(export_dir: Path, manifest: dict, needed_for: str, check_
             f"checkpoint changed since, re-export it (`toolkit export --checkpoint {path} --out {export_dir} --force`)"
         )
     return loaded
+
+
+def position_limit(model) -> Optional[int]:
+    """The most tokens `model` can read: its learned absolute position table (less the RoBERTa-style
+    offset of padding_idx + 1), else `config.max_position_embeddings` (rotary or relative positions), else None.
+
+    Asked of the model: RoBERTa, XLM-R and MPNet declare 514 positions but read 512 tokens.
+    """
+    for name, module in model.named_modules():
+        if name.endswith("position_embeddings") and isinstance(module, nn.Embedding):
+            offset = module.padding_idx + 1 if module.padding_idx is not None else 0
+            return int(module.num_embeddings - offset)
+    limit = getattr(model.config, "max_position_embeddings", None)
+    return int(limit) if limit else None
+
+
+def checkpoint_max_length(where, meta: dict, tokenizer, model) -> int:
+    """The tokens per text a checkpoint was made for: `toolkit.json`'s max_length, else the tokenizer's
+    model_max_length, else the position limit; never above the position limit.
+
+    Raises:
+        ModelError: toolkit.json's max_length is beyond the position limit, or nothing says a length.
+    """
+    limit = position_limit(model)
+    if meta.get("max_length"):
+        value, said_by = int(meta["max_length"]), artifacts.CHECKPOINT_META
+        if limit is not None and value > limit:
+            raise ModelError(f"{where}: {artifacts.CHECKPOINT_META} says max_length {value}, but the model has only "
+                             f"{limit} positions; the checkpoint is inconsistent, fix max_length or re-train")
+    else:
+        stated = getattr(tokenizer, "model_max_length", None)
+        # transformers' "unset" is VERY_LARGE_INTEGER (1e30): no tokenizer reads a million tokens
+        if stated and int(stated) < 1_000_000:
+            value, said_by = int(stated), "the tokenizer's model_max_length"
+            if limit is not None and value > limit:
+                log.warning("%s: the tokenizer's model_max_length %d is beyond the model's %d positions; using %d",
+                            where, value, limit, limit)
+                value, said_by = limit, "the model's position embeddings"
+        elif limit is not None:
+            value, said_by = limit, "the model's position embeddings"
+        else:
+            raise ModelError(f"{where}: neither {artifacts.CHECKPOINT_META}, the tokenizer (model_max_length) nor "
+                             "the config (max_position_embeddings) says how many tokens the model reads; set "
+                             "model_max_length in tokenizer_config.json")
+    log.info("%s: max_length %d, from %s", where, value, said_by)
+    return value
+
+
+def check_max_length(loaded: LoadedClassifier, requested: Optional[int]) -> int:
+    """`requested` (a --max-length) if the model can read that many tokens, else the checkpoint's own.
+
+    Raises:
+        ModelError: `requested` is below 2 or beyond the model's position limit.
+    """
+    if requested is None:
+        return loaded.max_length
+    limit = position_limit(loaded.model)
+    if requested < 2 or (limit is not None and requested > limit):
+        raise ModelError(f"--max-length {requested} is outside what {type(loaded.model).__name__} can read "
+                         f"(2 to {limit} tokens, its position embeddings); pass --max-length <= {limit}, or leave it "
+                         f"out for the checkpoint's own {loaded.max_length}")
+    return int(requested)
 
 
 def predict_proba(loaded: LoadedClassifier, texts: Sequence[str], batch_size: int = 64,

@@ -38,7 +38,9 @@ __all__ = ["EmotionClassifier", "Prediction", "DEFAULT_MAX_BATCH", "AUTO_VARIANT
            "open_session", "physical_cores", "usable_cores", "cpu_limit", "cpu_quota", "resolve_providers",
            "tensorrt_cache_dir",
            # for validate and bench
-           "verify_files", "pad_id"]
+           "verify_files", "pad_id",
+           # for evaluate, validate and bench: what truncation cut
+           "Truncation", "count_truncated"]
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +60,27 @@ class Prediction:
     text: str
     labels: list[str]
     scores: dict[str, float]
+
+
+@dataclass(frozen=True)
+class Truncation:
+    """How many texts were longer than `max_length` tokens (special tokens included): the part the
+    model never read. Reported by evaluate, validate and bench (`count_truncated`)."""
+
+    cut: int
+    texts: int
+    max_length: int
+
+    @property
+    def share(self) -> float:
+        return self.cut / self.texts if self.texts else 0.0
+
+    def describe(self) -> str:
+        return (f"truncation cut {self.cut:,} of {self.texts:,} texts ({100 * self.share:.1f}%) at "
+                f"{self.max_length} tokens")
+
+    def to_dict(self) -> dict:
+        return {"cut": self.cut, "texts": self.texts, "share": self.share, "max_length": self.max_length}
 
 
 class EmotionClassifier:
@@ -407,6 +430,31 @@ def _pad_id(tokenizer) -> int:
 
 # ---------------------------------------------------------------------------- for validate and bench
 # Public wrappers, so that the code that checks and times a model uses the runtime's own rules.
+
+
+def count_truncated(tokenizer, texts: Sequence[str], max_length: int) -> Truncation:
+    """How many `texts` are longer than `max_length` tokens once special tokens are added.
+
+    Args:
+        tokenizer: a `tokenizers.Tokenizer` (the runtime's `tokenizer.json`) or a transformers
+            tokenizer (a checkpoint's); neither is modified (a copy without truncation counts).
+        texts: the texts a report covers.
+        max_length: the truncation length in use.
+    """
+    from tokenizers import Tokenizer
+
+    texts = _as_texts(texts)
+    backend = getattr(tokenizer, "backend_tokenizer", tokenizer)
+    if isinstance(backend, Tokenizer):
+        # a copy: changing truncation on a tokenizer another thread encodes with raises (see _load_tokenizer)
+        counter = Tokenizer.from_str(backend.to_str())
+        counter.no_truncation()
+        counter.no_padding()
+        clean = [t.encode("utf-8", "surrogatepass").decode("utf-8", "replace") for t in texts]  # as _encode does
+        lengths = [len(e.ids) for e in counter.encode_batch(clean, add_special_tokens=True)]
+    else:  # a transformers "slow" (pure Python) tokenizer
+        lengths = [len(ids) for ids in tokenizer(list(texts), truncation=False)["input_ids"]]
+    return Truncation(sum(n > max_length for n in lengths), len(texts), int(max_length))
 
 
 def verify_files(export_dir, manifest: dict) -> None:

@@ -62,6 +62,7 @@ def bench_real_text(cfg: BenchConfig, export_dir: Path, manifest: dict, variants
     # region (per batch), and the batches are the ones EmotionClassifier.predict_proba would form.
     order = np.argsort(counter(texts, max_length), kind="stable")
     corpus = _Corpus(export_dir, texts, [texts[i] for i in order], max_length, counter)
+    notes.append(runtime.count_truncated(text_tokenizer(export_dir, max_length, None), texts, max_length).describe())
     records = []
     for n_case, batch in enumerate(cfg.batches):
         plans = _plans(cfg, corpus, runners, batch)

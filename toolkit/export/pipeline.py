@@ -116,7 +116,7 @@ def export_model(cfg: ExportConfig) -> ExportResult:
         ModelError: the checkpoint is missing, corrupt, not a multi-label classifier, or its labels mismatch.
         ExportError: a conversion step failed, or a variant's outputs are NaN/Inf or fp32 differs from PyTorch.
     """
-    from toolkit.modeling import load_any
+    from toolkit.modeling import check_max_length, load_any
 
     wanted = requested_variants(cfg)
     started = time.perf_counter()
@@ -124,6 +124,7 @@ def export_model(cfg: ExportConfig) -> ExportResult:
         log.info("loading %s", cfg.checkpoint)
         loaded = load_any(cfg.checkpoint, cfg.base_model, cfg.labels)
         _check_labels(cfg, loaded)
+        loaded.max_length = check_max_length(loaded, cfg.max_length)  # before any conversion: refused up front
         texts = int8.calibration_texts(cfg, loaded) if Variant.INT8_STATIC in wanted else []
         work = Path(tempfile.mkdtemp(dir=tmp))  # intermediates; removed before the checksums
         fp32 = _export_fp32(loaded, tmp, work, cfg.opset, keep=Variant.FP32 in wanted)

@@ -1,0 +1,220 @@
+"""OpenVINO variants: the IR export and its manifest, the session adapter, parity within the gates,
+batch dependence (and its gate), and `auto` never picking an unvalidated or failed OpenVINO variant.
+
+Skipped cleanly when openvino or nncf is not installed.
+"""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("openvino")
+pytest.importorskip("nncf")
+
+from toolkit import artifacts  # noqa: E402
+from toolkit.batch_dependence import compare_batching, measure_batch_dependence  # noqa: E402
+from toolkit.config import ExportConfig, Gates, Variant  # noqa: E402
+from toolkit.errors import ArtifactError, ExportError, ProviderError  # noqa: E402
+from toolkit.export import openvino as ovx  # noqa: E402
+from toolkit.metrics import compute_metrics, sigmoid  # noqa: E402
+from toolkit.openvino_session import has_bf16, open_openvino  # noqa: E402
+from toolkit.parity import compare  # noqa: E402
+
+CALIBRATION_TEXTS = 48  # NNCF's statistics on the tiny model; enough for scales, cheap on 2 cores
+
+
+def _splits(manifest: dict):
+    from toolkit.data import config_from_spec, load_splits
+
+    return load_splits(config_from_spec(manifest["data"]))
+
+
+@pytest.fixture(scope="module")
+def ov_export(tiny_export_session, tmp_path_factory) -> Path:
+    """The tiny export plus its OpenVINO variants, built and recorded as `toolkit export` does. Read-only."""
+    out = tmp_path_factory.mktemp("ov") / "tiny"
+    shutil.copytree(tiny_export_session, out)
+    manifest = artifacts.read_manifest(out)
+    texts = _splits(manifest).train.texts[:CALIBRATION_TEXTS]
+    results = ovx.build_openvino_variants(out / artifacts.variant_file(Variant.FP32), out, ovx.VARIANTS,
+                                                texts, manifest["max_length"], manifest["variants"]["int8"]["settings"])
+    ovx.record_openvino_variants(out, manifest, results)
+    return out
+
+
+def _ov_probs(export_dir: Path, variant: str, texts, batch: int = 32) -> np.ndarray:
+    """The variant's probabilities through the adapter, batched like the runtime (length-sorted, padded)."""
+    from toolkit.runtime import EmotionClassifier, _load_tokenizer
+
+    manifest = artifacts.read_manifest(export_dir)
+    entry = manifest["variants"][variant]
+    session = open_openvino(export_dir / entry["file"], threads=1, precision=entry["inference_precision"])
+    tokenizer, pad = _load_tokenizer(export_dir, manifest["max_length"])
+    return EmotionClassifier(export_dir, manifest, variant, session, tokenizer, pad, batch).predict_proba(texts)
+
+
+# ---------------------------------------------------------------------------- export
+
+
+def test_export_writes_ir_and_manifest_entries(ov_export):
+    manifest = artifacts.read_manifest(ov_export)
+    artifacts.verify_checksums(ov_export, manifest)  # every file, the IR's .xml and .bin included
+    built = [v for v in ovx.VARIANTS if v in manifest["variants"]]
+    assert built == ([ovx.OV_INT8, ovx.OV_BF16] if has_bf16() else [ovx.OV_INT8])
+    for name in built:
+        entry = manifest["variants"][name]
+        xml, weights = ov_export / entry["file"], ov_export / entry["weights_file"]
+        assert entry["file"] == ovx.FILES[name] and weights.suffix == ".bin"
+        assert entry["sha256"] == manifest["files"][entry["file"]]["sha256"]
+        assert entry["weights_sha256"] == manifest["files"][entry["weights_file"]]["sha256"]
+        assert entry["bytes"] == xml.stat().st_size + weights.stat().st_size
+        assert entry["backend"] == "openvino" and entry["status"] == "ok"
+        assert entry["inference_precision"] == ovx.INFERENCE_PRECISION[name]
+        assert entry["parity"]["finite"] and entry["parity"]["max_abs_diff"] < ovx.SANITY_TOLERANCE
+    for name in ("fp32", "fp16", "int8"):  # the ONNX variants are untouched
+        assert manifest["variants"][name]["status"] == "ok"
+    settings = manifest["variants"][ovx.OV_INT8]["settings"]
+    # the logits layer the ONNX int8 keeps in float stays float: Gemm becomes MatMul '<name>/WithoutBiases'
+    assert settings["ignored_scope"] == ["/classifier/Gemm/WithoutBiases"]
+    assert settings["model_type"] == "TRANSFORMER" and settings["calibration_samples"] == CALIBRATION_TEXTS
+    assert settings["fake_quantize_ops"] >= 12  # every encoder MatMul's inputs (2 layers x 6 + the pooler)
+    assert "openvino" in manifest["versions"] and "nncf" in manifest["versions"]
+    # int8 weights: the IR is well under the fp32 one
+    assert manifest["variants"][ovx.OV_INT8]["bytes"] < 0.6 * manifest["variants"]["fp32"]["bytes"]
+
+
+def test_float_nodes_from_the_int8_search_are_ignored_by_nncf(tiny_export_session):
+    """What the ONNX int8 search kept in float maps onto OpenVINO's op names (Gemm gains a suffix)."""
+    import openvino as ov
+
+    fp32 = tiny_export_session / artifacts.variant_file(Variant.FP32)
+    model = ov.convert_model(str(fp32))
+    search_pick = "/bert/encoder/layer.1/output/dense/MatMul"
+    settings = {"excluded_nodes": ["/classifier/Gemm", "/classifier/Gemm_MatMul"], "float_nodes": [search_pick]}
+    names = ovx.ov_node_names(model, ovx.ignored_matmuls(settings, fp32))
+    assert names == sorted(["/classifier/Gemm/WithoutBiases", search_pick])
+    assert ovx.ignored_matmuls(None, fp32) == ["/classifier/Gemm"]  # no int8 variant: the graph's logits layer
+
+
+def test_int8_without_calibration_texts_is_recorded_as_skipped(tiny_export, caplog):
+    manifest = artifacts.read_manifest(tiny_export)
+    results = ovx.build_openvino_variants(tiny_export / "model.onnx", tiny_export, [ovx.OV_INT8], [],
+                                                manifest["max_length"])
+    assert results[0].failed and "calibration texts" in results[0].failed[0]
+    assert not (tiny_export / ovx.FILES[ovx.OV_INT8]).exists()  # nothing half-written
+    written = ovx.record_openvino_variants(tiny_export, manifest, results)
+    assert ovx.OV_INT8 not in written["variants"] and "int8" in written["variants"]
+    assert "calibration texts" in written["openvino_skipped"][ovx.OV_INT8]
+    with pytest.raises(ExportError, match="unknown OpenVINO variant"):
+        ovx.build_openvino_variants(tiny_export / "model.onnx", tiny_export, ["ov_fp8"], [], 128)
+
+
+# ---------------------------------------------------------------------------- the session adapter
+
+
+def test_session_matches_onnx_fp32_at_f32_with_explicit_settings(ov_export):
+    import onnxruntime as ort
+
+    manifest = artifacts.read_manifest(ov_export)
+    session = open_openvino(ov_export / ovx.FILES[ovx.OV_BF16] if has_bf16() else
+                            ov_export / ovx.FILES[ovx.OV_INT8], threads=1, precision="f32",
+                            hint="THROUGHPUT")
+    assert session.config["INFERENCE_NUM_THREADS"] == "1" and session.config["PERFORMANCE_HINT"] == "THROUGHPUT"
+    assert session.config["INFERENCE_PRECISION_HINT"] == "f32"
+    assert [i.name for i in session.get_inputs()] == manifest["inputs"]
+    assert session.get_inputs()[0].type == "tensor(int64)" and session.get_outputs()[0].name == "logits"
+    rng = np.random.default_rng(0)
+    feed = {"input_ids": rng.integers(5, 200, (3, 11)), "attention_mask": np.ones((3, 11), np.int64),
+            "token_type_ids": np.zeros((3, 11), np.int64)}
+    feed["attention_mask"][1, 6:] = 0  # a padded row: dynamic shapes and the mask both work
+    got = session.run(["logits"], feed)[0]
+    if has_bf16():  # the fp32 IR at f32 is the ONNX fp32 model
+        want = ort.InferenceSession(str(ov_export / "model.onnx")).run(None, feed)[0]
+        assert got.shape == (3, len(manifest["labels"])) and np.abs(got - want).max() < 1e-4
+
+
+def test_session_errors_name_the_file_and_the_fix(ov_export, tmp_path):
+    xml = ov_export / ovx.FILES[ovx.OV_INT8]
+    with pytest.raises(ProviderError, match="LATENCY, THROUGHPUT"):
+        open_openvino(xml, hint="FASTEST")
+    with pytest.raises(ProviderError, match="f32, bf16"):
+        open_openvino(xml, precision="f16")
+    shutil.copy2(xml, tmp_path / xml.name)  # the .xml without its .bin
+    with pytest.raises(ArtifactError, match=r"\.bin: OpenVINO IR file not found; re-run `toolkit export --force`"):
+        open_openvino(tmp_path / xml.name)
+    session = open_openvino(xml, threads=1)
+    with pytest.raises(ArtifactError, match=r"inputs \['pixel_values'\] are not in the model"):
+        session.run(None, {"pixel_values": np.zeros((1, 3), np.int64)})
+
+
+# ---------------------------------------------------------------------------- parity and batch dependence
+
+
+def test_scores_within_the_gates_of_fp32(ov_export):
+    """On the validation split, each OpenVINO variant passes the gates of its precision against fp32 ONNX."""
+    manifest = artifacts.read_manifest(ov_export)
+    validation = _splits(manifest).validation
+    labels, thresholds = manifest["labels"], np.asarray(manifest["thresholds"])
+    reference = _ov_reference(ov_export, validation.texts)
+    ref_metrics = compute_metrics(validation.labels, reference, thresholds, labels)
+    gate_as = {ovx.OV_INT8: Variant.INT8, ovx.OV_BF16: Variant.FP16}  # bf16 held to fp16's gates
+    for name in [v for v in ovx.VARIANTS if v in manifest["variants"]]:
+        probs = _ov_probs(ov_export, name, validation.texts)
+        judged = compare(gate_as[name], validation.labels, reference, thresholds, ref_metrics, probs, thresholds,
+                         labels, Gates())
+        assert all(c.passed for c in judged.checks), [c.describe() for c in judged.checks if not c.passed]
+        assert 0 < judged.parity.max_abs_diff < (0.1 if name == ovx.OV_INT8 else 1e-2)
+
+
+def _ov_reference(export_dir: Path, texts) -> np.ndarray:
+    from toolkit.runtime import EmotionClassifier
+
+    return EmotionClassifier.load(export_dir, variant="fp32", provider="cpu", threads=1).predict_proba(texts)
+
+
+def test_batch_dependence_of_each_variant(ov_export):
+    """Per-token onnxruntime int8 and ov_int8 (static scales, f32) are exactly batch-invariant; none flips."""
+    from toolkit.runtime import EmotionClassifier
+
+    manifest = artifacts.read_manifest(ov_export)
+    texts = _splits(manifest).validation.texts[:96]
+    labels, thresholds = manifest["labels"], manifest["thresholds"]
+    clf = EmotionClassifier.load(ov_export, variant="int8", provider="cpu", threads=1)
+    onnx_int8 = measure_batch_dependence(clf.predict_proba, texts, thresholds, labels, "int8", 32)
+    assert onnx_int8.max_abs_diff == 0.0 and onnx_int8.passed
+    alone = np.vstack([_ov_probs(ov_export, ovx.OV_INT8, [t]) for t in texts])
+    batched = _ov_probs(ov_export, ovx.OV_INT8, texts)
+    ov_int8 = compare_batching(alone, batched, thresholds, labels, ovx.OV_INT8, 32)
+    assert ov_int8.max_abs_diff == 0.0 and ov_int8.passed and ov_int8.check().passed
+
+
+def test_batch_dependence_fails_stock_per_tensor_int8(tiny_checkpoint, tmp_path):
+    """onnxruntime's per-tensor int8 shares one activation scale per batch: batching flips decisions."""
+    from toolkit.export import export_model
+    from toolkit.runtime import EmotionClassifier
+
+    out = tmp_path / "per-tensor"
+    export_model(ExportConfig(checkpoint=tiny_checkpoint, out=out, variants=(Variant.INT8,), int8_recipe="per-tensor"))
+    clf = EmotionClassifier.load(out, variant="int8", provider="cpu", threads=1)
+    texts = _splits(clf.manifest).validation.texts
+    result = measure_batch_dependence(clf.predict_proba, texts, clf.thresholds, clf.labels, "int8", 32)
+    assert result.flips > 0 and not result.passed and result.max_abs_diff > 1e-4
+    check = result.check()
+    assert not check.passed and check.check == "batch_flips" and "texts change a decision" in check.describe()
+
+
+def test_compare_batching_counts_flips_not_ties_and_checks_shapes():
+    thresholds, labels = [0.5, 0.3], ["a", "b"]
+    alone = np.array([[0.40, 0.30], [0.70, 0.10], [0.2, 0.2]])
+    batched = np.array([[0.55, 0.2999995], [0.70, 0.10], [0.2, 0.2]])  # a flips; b moves off a tie
+    result = compare_batching(alone, batched, thresholds, labels, "x", 8)
+    assert (result.flips, result.tie_flips, result.flipped_texts) == (1, 1, 1)
+    assert result.flips_by_label == {"a": 1} and result.max_abs_diff == pytest.approx(0.15)
+    assert not result.passed
+    same = compare_batching(alone, alone.copy(), thresholds, labels)
+    assert same.passed and same.max_abs_diff == 0.0 and same.flips == 0
+    with pytest.raises(ValueError, match="must both be"):
+        compare_batching(alone, batched[:2], thresholds, labels)
