@@ -150,6 +150,7 @@ def evaluate(checkpoint, data, fmt, split, text_column, labels_column, label_col
     data_cfg = data_config(data, fmt, text_column, labels_column, label_columns, ignore_columns, id_column) if data else None
     result = run_evaluate(checkpoint, data_cfg, split=split, batch_size=batch_size)
     click.echo(f"{result.checkpoint} on {result.data}: {result.metrics_tuned.n_samples} texts; {result.thresholds_note}")
+    click.echo(result.truncation.describe())
     columns = {"threshold 0.5": result.metrics_default}
     columns["stored thresholds" + (", in-sample" if result.metrics_crossfit else "")] = result.metrics_tuned
     if result.metrics_crossfit:
@@ -159,6 +160,7 @@ def evaluate(checkpoint, data, fmt, split, text_column, labels_column, label_col
     click.echo(per_label_table(result.metrics_tuned))
     if json_path:
         artifacts.write_json(json_path, {"checkpoint": str(result.checkpoint), "data": result.data,
+                                         "truncation": result.truncation.to_dict(),
                                          "thresholds_note": result.thresholds_note,
                                          "at_0.5": result.metrics_default.to_dict(),
                                          "stored_thresholds": result.metrics_tuned.to_dict(),

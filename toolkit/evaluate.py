@@ -16,6 +16,7 @@ from toolkit.config import DataConfig
 from toolkit.data import load_eval_data
 from toolkit.metrics import CROSS_FIT_FOLDS, DEFAULT_THRESHOLD, MetricReport, compute_metrics, cross_fitted_metrics
 from toolkit.modeling import load_classifier, pick_device, predict_proba
+from toolkit.runtime import Truncation, count_truncated
 
 
 @dataclass
@@ -31,6 +32,7 @@ class EvaluateResult:
     texts: list[str] = field(default_factory=list)
     probs: Optional[np.ndarray] = None
     extra: dict = field(default_factory=dict)
+    truncation: Optional[Truncation] = None  # texts longer than the checkpoint's max_length
 
 
 def evaluate(checkpoint: Path, data: Optional[DataConfig] = None, split: str = "dev",
@@ -55,6 +57,7 @@ def evaluate(checkpoint: Path, data: Optional[DataConfig] = None, split: str = "
         metrics_tuned=compute_metrics(dataset.labels, probs, loaded.thresholds, loaded.label_names),
         metrics_default=compute_metrics(dataset.labels, probs, DEFAULT_THRESHOLD, loaded.label_names),
         ids=dataset.ids, texts=dataset.texts, probs=probs,
+        truncation=count_truncated(loaded.tokenizer, dataset.texts, loaded.max_length),
     )
     if in_sample and loaded.meta.get("thresholds"):
         result.thresholds_note = f"stored thresholds were tuned ({objective} objective) on these very texts: in-sample"

@@ -73,6 +73,7 @@ class ValidationResult:
     gates: Gates
     skipped: list[str] = field(default_factory=list)  # requested variants the export does not have
     reports: list[Path] = field(default_factory=list)  # files written
+    truncation: Optional[dict] = None  # texts over the export's max_length (runtime.count_truncated)
 
     @property
     def checks(self) -> list[Check]:
@@ -99,6 +100,7 @@ class ValidationResult:
             "export": str(self.export),
             "data": self.data,
             "n_samples": self.n_samples,
+            "truncation": self.truncation,
             "labels": list(self.labels),
             "gates": asdict(self.gates),
             "near_threshold_margin": NEAR_THRESHOLD,
@@ -147,7 +149,12 @@ def validate_export(cfg: ValidateConfig) -> ValidationResult:
                      reference_model, corrupt.get(name, []))
         for name in variants
     ]
-    result = ValidationResult(export_dir, where, len(dataset), labels, reference, reports, cfg.gates, skipped)
+    from toolkit.runtime import count_truncated
+
+    truncation = count_truncated(reference_model.tokenizer, dataset.texts,
+                                 int(manifest.get("max_length") or reference_model.max_length))
+    result = ValidationResult(export_dir, where, len(dataset), labels, reference, reports, cfg.gates, skipped,
+                              truncation=truncation.to_dict())
     _write_reports(result, cfg, manifest)
     for check in result.checks:
         (log.info if check.passed else log.error)("%s %s", "ok  " if check.passed else "FAIL", check.describe())

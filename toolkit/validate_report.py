@@ -33,7 +33,7 @@ def format_summary(result: ValidationResult) -> str:
     for name in result.skipped:
         rows.append((name, *["-"] * 7, "not exported"))
     lines = [f"{result.export} on {result.data}: {result.n_samples} texts, {len(result.labels)} labels",
-             format_table(rows)]
+             *_truncation_line(result), format_table(rows)]
     if result.failures:
         lines.append(f"\n{len(result.failures)} failed check(s):")
         lines += [f"  {c.describe()}" for c in result.failures]
@@ -43,11 +43,21 @@ def format_summary(result: ValidationResult) -> str:
     return "\n".join(lines)
 
 
+def _truncation_line(result: ValidationResult) -> list[str]:
+    """The share of texts the export's max_length cut (runtime.count_truncated), if measured."""
+    from toolkit.runtime import Truncation
+
+    t = result.truncation
+    return [Truncation(t["cut"], t["texts"], t["max_length"]).describe()] if t else []
+
+
 def format_markdown(result: ValidationResult) -> str:
     """The Markdown report: summary table, per-label F1 table, failures, all checks."""
     lines = [f"# Validation of `{result.export}`", "",
              f"Data: {result.data} ({result.n_samples} texts, {len(result.labels)} labels). "
-             f"Status: **{'PASS' if result.passed else 'FAIL'}**.", "", "## Summary", ""]
+             f"Status: **{'PASS' if result.passed else 'FAIL'}**.", ""]
+    lines += [f"- {line}" for line in _truncation_line(result)]
+    lines += ["", "## Summary", ""]
     header = ["variant", "macro-F1", "micro-F1", "precision", "recall", "exact match", "ROC-AUC micro", "Δmacro",
               "max abs Δprob", "mean abs Δprob", "agreement", "tie flips", "near-threshold", "NaN/Inf",
               "worst label (ΔF1)", "retuned macro-F1", "status"]
