@@ -277,7 +277,8 @@ def validate(export_dir, data, fmt, split, variants, provider, batch_size, max_s
 @click.option("--variants", default=None, callback=artifact_variants,
               help="Comma-separated: fp32, fp16, int8, int8_static. Default: every variant in the export.")
 @provider_option
-@click.option("--threads", type=int, default=None, help="Intra-op threads. Default: physical cores.")
+@click.option("--threads", type=int, default=None,
+              help="Intra-op threads. Default: usable cores (physical cores within the CPU affinity and cgroup CPU quota).")
 @click.option("--warmup", type=int, default=5, show_default=True)
 @click.option("--iterations", type=int, default=None, help="Timed runs per case (>= 20 by default).")
 @click.option("--duration", type=float, default=None, help="Seconds per case instead of --iterations.")
@@ -424,7 +425,7 @@ def serve(export_dir, variant, provider, replicas, threads_per_replica, max_batc
 @click.option("--engine", type=click.Choice(SCORE_ENGINES), default="local", show_default=True,
               help="local: this process, constant memory. ray: Ray Data over an actor pool (a cluster with --address).")
 @click.option("--batch-size", type=int, default=256, show_default=True, help="Rows per chunk (per map_batches call).")
-@click.option("--threads", type=int, default=None, help="Threads per classifier. Default: local all physical cores, ray 1 per actor.")
+@click.option("--threads", type=int, default=None, help="Threads per classifier. Default: local all usable cores (affinity, cgroup CPU quota), ray 1 per actor.")
 @click.option("--address", default=None, help="--engine ray: join this Ray cluster (auto, ray://HEAD:10001).")
 @click.option("--concurrency", type=int, default=None, help="--engine ray: classifier actors. Default: (cluster CPUs - 1) // threads; one CPU stays for reading.")
 @click.option("--force", is_flag=True, help="Replace an existing --output.")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from toolkit import artifacts, runtime
 from toolkit.bench import scenarios
-from toolkit.bench.environment import machine_info, physical_cores, versions
+from toolkit.bench.environment import machine_info, versions
 from toolkit.bench.fixed import MIN_ITERATIONS, bench_fixed
 from toolkit.bench.report import plot_result, require_matplotlib
 from toolkit.bench.results import BUSY_CPU, FIXED, REAL_TEXT, BenchResult, MachineInfo, Measured, write_csv, \
@@ -63,7 +63,7 @@ def run_bench(cfg: BenchConfig) -> BenchResult:
     manifest = artifacts.read_manifest(export_dir)
     variants, notes = _select_variants(cfg, manifest, export_dir)
     notes = _source_notes(cfg, source) + notes + _busy_notes(machine)
-    threads = int(cfg.threads) if cfg.threads else physical_cores()
+    threads = int(cfg.threads) if cfg.threads else runtime.usable_cores()  # affinity and cgroup CPU quota
     measured = _measure(cfg, export_dir, manifest, variants, providers, threads, notes)
     result = BenchResult(
         date=date, command=cfg.command or "toolkit bench (library call)", machine=machine, versions=versions(),
