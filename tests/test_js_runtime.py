@@ -143,13 +143,14 @@ def _auto_cases(manifest: dict) -> dict[str, dict]:
     """Manifests that exercise every branch of the auto rule, derived from a real one."""
     variants = manifest["variants"]
 
-    def with_(status=None, failed_at_export=(), drop=()):
+    def with_(status=None, failed_at_export=(), drop=(), restricted=()):
         m = json.loads(json.dumps(manifest))
         m["variants"] = {k: v for k, v in m["variants"].items() if k not in drop}
         for name in failed_at_export:
             m["variants"][name].update(status="failed", failures=["macro_f1_drop 0.05 > 0.01"])
         if status is not None:
-            m[artifacts.VALIDATION_STATUS] = {k: {"passed": ok, "failures": [] if ok else ["agreement 0.9 < 1.0"]}
+            m[artifacts.VALIDATION_STATUS] = {k: {"passed": ok, "failures": [] if ok else ["agreement 0.9 < 1.0"],
+                                                  **({"restricted": True} if k in restricted else {})}
                                              for k, ok in status.items()}
         else:
             m.pop(artifacts.VALIDATION_STATUS, None)
@@ -165,7 +166,16 @@ def _auto_cases(manifest: dict) -> dict[str, dict]:
         "validation failed everything": with_(status={"fp32": False, "fp16": False, "int8": False}),
         "failed and unvalidated": with_(status={"int8": False}, failed_at_export=[]),
         "no int8": with_(drop=["int8"]),
+        "int8 not gated at export": _not_gated(with_()),
+        "int8 not gated, then validated": _not_gated(with_(status={"fp32": True, "int8": True})),
+        "restricted pass is no verdict": with_(status={"fp32": True, "int8": True}, restricted=["int8"]),
+        "restricted failure still fails": with_(status={"fp16": True, "int8": False}, restricted=["int8"]),
     }
+
+
+def _not_gated(manifest: dict) -> dict:
+    manifest["variants"]["int8"].update(status="not gated", not_gated="--int8-search-seconds 0", failures=[])
+    return manifest
 
 
 def test_auto_variant_follows_the_python_rule(node, tiny_export_session):
@@ -187,6 +197,7 @@ def test_auto_variant_follows_the_python_rule(node, tiny_export_session):
                 for name, m in cases.items()}
     assert got == expected
     assert expected["int8 failed validation"][0] != "int8"  # the cases do reach the "never a failed one" branch
+    assert expected["restricted pass is no verdict"][0] == "fp32" and expected["all passed"][0] == "int8"
 
 
 def test_node_loads_what_auto_picks_from_the_manifest(node, tiny_export):

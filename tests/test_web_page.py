@@ -51,7 +51,7 @@ def test_web_folder_ships_one_variant_and_states_its_size(tiny_export_session, w
     assert web["variant"] == "int8"  # auto: the runtime's CPU choice for a never-validated export
     shipped = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
     assert shipped == sorted(["index.html", "app.js", "_headers", "web.json", "lib/browser.js", "lib/classifier.js",
-                              "lib/errors.js", "vendor/tokenizers.min.mjs", "vendor/ort.wasm.min.mjs",
+                              "lib/errors.js", "lib/measure.js", "vendor/tokenizers.min.mjs", "vendor/ort.wasm.min.mjs",
                               "vendor/ort-wasm-simd-threaded.mjs", "vendor/ort-wasm-simd-threaded.wasm",
                               "model/manifest.json", "model/model_int8.onnx", "model/tokenizer.json"])
     sizes = {p: (out / p).stat().st_size for p in shipped}

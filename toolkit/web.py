@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_JS_DIR = REPO / "js"
 DEFAULT_PAGE_DIR = REPO / "examples" / "web"
 PAGE_FILES = ("index.html", "app.js")
-LIB_FILES = ("classifier.js", "browser.js", "errors.js")  # js/src: the browser runtime, no Node entry
+LIB_FILES = ("classifier.js", "browser.js", "errors.js", "measure.js")  # js/src: the browser runtime and its timer
 TOKENIZERS_FILE = "tokenizers.min.mjs"  # @huggingface/tokenizers' self-contained ES module
 # onnxruntime-web builds: the module, its Emscripten loader and its binary. wasm is WASM only (15 MB);
 # webgpu runs WebGPU with WASM fallback from one larger binary (29 MB), so it is shipped on request.

@@ -77,26 +77,10 @@ async function typeTexts(page, texts, keystrokes) {
 }
 
 async function bench(page, texts, repeats) {
+  // the page's own classifier, timed by the method Node uses (lib/measure.js, copied by `toolkit web`)
   return page.evaluate(async ({ texts, repeats }) => {
-    const clf = window.toolkit.classifier;
-    const one = [];
-    for (let r = 0; r < repeats; r++) {
-      for (const text of texts.slice(0, 50)) {
-        const t0 = performance.now();
-        await clf.predictProba([text]);
-        one.push(performance.now() - t0);
-      }
-    }
-    one.sort((a, b) => a - b);
-    const batch = [];
-    for (let r = 0; r < repeats; r++) {
-      const t0 = performance.now();
-      await clf.predictProba(texts);
-      batch.push(texts.length / ((performance.now() - t0) / 1000));
-    }
-    batch.sort((a, b) => a - b);
-    const q = (xs, p) => xs[Math.min(xs.length - 1, Math.floor(p * xs.length))];
-    return { p50_ms: q(one, 0.5), p90_ms: q(one, 0.9), texts_per_s: q(batch, 0.5), n_one: one.length, n_texts: texts.length };
+    const { measure } = await import("./lib/measure.js");
+    return measure(window.toolkit.classifier, texts, { repeats });
   }, { texts, repeats });
 }
 

@@ -16,6 +16,7 @@ export const FORMAT_VERSION = 1;
 export const MANIFEST = "manifest.json";
 export const TOKENIZER_JSON = "tokenizer.json";
 export const VALIDATION_STATUS = "validation_status";
+export const NOT_GATED = "not gated";  // variants[v].status of an int8 no labelled data gated at export (artifacts.NOT_GATED)
 export const MODEL_INPUTS = ["input_ids", "attention_mask", "token_type_ids"];
 // variant "auto": fastest first for the device, then the others, most faithful first (runtime.AUTO_VARIANTS).
 export const AUTO_VARIANTS = {
@@ -216,8 +217,9 @@ export class EmotionClassifier {
 }
 
 /**
- * The variant `auto` loads: the fastest for the device that passed its last `toolkit validate`; with no
- * validation, the fastest that did not fail export's int8 gate; never a failed one while another qualifies.
+ * The variant `auto` loads: the fastest for the device whose last `toolkit validate` passed on enough
+ * evidence (certified); with none, the fastest that did not fail (nor skip) export's int8 gate; never a
+ * failed one while another qualifies.
  * The same rule as toolkit/runtime.py `_auto_variant`.
  *
  * @param {object} manifest - an export's manifest.json.
@@ -229,7 +231,7 @@ export function autoVariant(manifest, onGpu = false) {
   const preferred = AUTO_VARIANTS[onGpu ? "gpu" : "cpu"];
   const ranked = [...preferred.filter((v) => variants.includes(v)), ...variants.filter((v) => !preferred.includes(v))];
   const status = manifest[VALIDATION_STATUS] ?? {};
-  const passed = ranked.filter((v) => status[v]?.passed === true);
+  const passed = ranked.filter((v) => certified(status[v]));
   const notFailed = ranked.filter((v) => failures(manifest, v).length === 0);
   const pool = passed.length ? passed : notFailed.length ? notFailed : ranked;
   const variant = pool[0];
@@ -237,17 +239,31 @@ export function autoVariant(manifest, onGpu = false) {
            anyTrusted: passed.length + notFailed.length > 0 };
 }
 
-/** Why a variant must not be trusted: its last validation's failed checks, else export's int8 gate (runtime._failures). */
+/**
+ * Why a variant must not be trusted (runtime._failures): its last validation's failed checks, else
+ * export's int8 gate (failed, or not gated for want of data). A restricted run's pass is no verdict.
+ */
 export function failures(manifest, name) {
   const verdict = (manifest[VALIDATION_STATUS] ?? {})[name];
-  if (verdict !== undefined && verdict !== null) {
+  if (verdict !== undefined && verdict !== null && (verdict.passed === false || certified(verdict))) {
     return verdict.passed ? [] : [...(verdict.failures?.length ? verdict.failures : ["failed validation"])];
   }
   const entry = (manifest.variants ?? {})[name] ?? {};
   if (entry && entry.status === "failed") {
     return [...(entry.failures?.length ? entry.failures : ["failed the int8 gates at export"])];
   }
+  if (entry && entry.status === NOT_GATED) {
+    return [`not gated at export (${entry.not_gated || "no labelled data"}); \`toolkit validate\` certifies it`];
+  }
   return [];
+}
+
+/**
+ * A pass that rests on enough evidence (runtime._certified): `toolkit validate` marks a --max-samples smoke
+ * test, or a run on too few texts, "restricted", and such a run counts as if the variant was never validated.
+ */
+export function certified(verdict) {
+  return Boolean(verdict) && verdict.passed === true && !verdict.restricted;
 }
 
 // ---------------------------------------------------------------------------- helpers
