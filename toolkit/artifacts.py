@@ -28,6 +28,7 @@ FORMAT_VERSION = 1
 CHECKPOINT_META = "toolkit.json"
 MANIFEST = "manifest.json"
 VALIDATION_STATUS = "validation_status"  # manifest key: {variant: {passed, failures, validated, data, provider}}
+NOT_GATED = "not gated"  # manifest variants[v].status of an int8 that no labelled data gated at export
 HF_CONFIG = "config.json"
 TOKENIZER_JSON = "tokenizer.json"
 # One file per toolkit.config.Variant, keyed by its value (`model_<suffix>.onnx`, fp32 plain).

@@ -149,7 +149,10 @@ def evaluate(checkpoint, data, fmt, split, text_column, labels_column, label_col
 
     data_cfg = data_config(data, fmt, text_column, labels_column, label_columns, ignore_columns, id_column) if data else None
     result = run_evaluate(checkpoint, data_cfg, split=split, batch_size=batch_size)
-    click.echo(f"{result.checkpoint} on {result.data}: {result.metrics_tuned.n_samples} texts; {result.thresholds_note}")
+    from toolkit.data import describe_fingerprint
+
+    click.echo(f"{result.checkpoint} on {result.data}: {result.metrics_tuned.n_samples} texts "
+               f"({describe_fingerprint(result.fingerprint)}); {result.thresholds_note}")
     click.echo(result.truncation.describe())
     columns = {"threshold 0.5": result.metrics_default}
     columns["stored thresholds" + (", in-sample" if result.metrics_crossfit else "")] = result.metrics_tuned
@@ -160,6 +163,7 @@ def evaluate(checkpoint, data, fmt, split, text_column, labels_column, label_col
     click.echo(per_label_table(result.metrics_tuned))
     if json_path:
         artifacts.write_json(json_path, {"checkpoint": str(result.checkpoint), "data": result.data,
+                                         "data_fingerprint": result.fingerprint,
                                          "truncation": result.truncation.to_dict(),
                                          "thresholds_note": result.thresholds_note,
                                          "at_0.5": result.metrics_default.to_dict(),
@@ -182,6 +186,10 @@ def evaluate(checkpoint, data, fmt, split, text_column, labels_column, label_col
 @click.option("--opset", type=int, default=18, show_default=True)
 @click.option("--int8", "int8_mode", type=click.Choice(INT8_MODES), default="dynamic", show_default=True)
 @click.option("--calibration-data", type=click.Path(path_type=Path), default=None, help="Texts for --int8 static. Default: the training data.")
+@click.option("--gate-data", "--data", "gate_data", type=click.Path(path_type=Path), default=None,
+              help="Labelled texts (file or split directory: its dev split) gating the int8 search; its search half "
+                   "is used, the other half is left for `toolkit validate`. Default: the validation split recorded "
+                   "at training, if unchanged. Without usable data int8 is written marked 'not gated'.")
 @click.option("--calibration-samples", type=int, default=200, show_default=True)
 @click.option("--base-model", default=None, help="For a seed state_dict: preset, directory or hub name giving config and tokenizer.")
 @click.option("--labels", default=None, help="For a seed state_dict: label file (one per line) or 'a,b,c' in head order.")
@@ -193,24 +201,30 @@ def evaluate(checkpoint, data, fmt, split, text_column, labels_column, label_col
               help="Budget of the int8 search (smoothing, then MatMuls kept in float until the gates pass); 0: no search.")
 @click.option("--int8-max-float", type=int, default=8, show_default=True, help="At most this many MatMuls kept in float.")
 @click.option("--force", is_flag=True, help="Replace an existing --out directory.")
-def export(checkpoint, out, variants, opset, int8_mode, calibration_data, calibration_samples, base_model, labels,
+def export(checkpoint, out, variants, opset, int8_mode, calibration_data, gate_data, calibration_samples, base_model, labels,
            max_length, int8_recipe, int8_search_seconds, int8_max_float, force):
     """Export ONNX fp32, fp16 and int8 variants into one self-describing directory.
 
-    The int8 variant is gated at export on the checkpoint's validation split with the same
-    gates as `toolkit validate`; if no candidate passes, it is written, marked failed in the
-    manifest, never picked by variant auto, and this command says so (exit 0: the export is usable).
+    The int8 variant is gated at export on the search half of the gate data (--gate-data, else the
+    checkpoint's validation split if unchanged) with the same gates as `toolkit validate`, which
+    certifies on the other half. If no candidate passes, int8 is written, marked failed in the
+    manifest, never picked by variant auto, and this command says so (exit 0: the export is usable);
+    without usable data it is marked 'not gated' instead.
     """
     from toolkit.config import ExportConfig
     from toolkit.export import export_model, format_summary
 
     cfg = ExportConfig(checkpoint=checkpoint, out=out, variants=variants, opset=opset, int8_mode=int8_mode,
-                       calibration_data=calibration_data, calibration_samples=calibration_samples,
+                       calibration_data=calibration_data, gate_data=gate_data, calibration_samples=calibration_samples,
                        base_model=base_model, labels=labels, max_length=max_length, force=force,
                        int8_recipe=int8_recipe, int8_search_seconds=int8_search_seconds, int8_max_float=int8_max_float)
     result = export_model(cfg)
     click.echo(format_summary(result))
     for variant in result.variants:
+        if variant.not_gated:
+            click.secho(f"WARNING: {variant.variant} is NOT GATED ({variant.not_gated}); it is written, marked 'not "
+                        "gated' in the manifest, and variant auto skips it until `toolkit validate` certifies it",
+                        fg="yellow", err=True)
         if variant.failed:
             click.secho(f"WARNING: {variant.variant} FAILED its gates on the validation split and is marked failed "
                         f"in the manifest (variant auto skips it): {'; '.join(variant.failed)}", fg="red", err=True)

@@ -109,7 +109,7 @@ def metrics_table(reports: dict) -> str:
     for name, attr in [("micro-F1", "micro_f1"), ("macro-F1", "macro_f1"), ("micro-precision", "micro_precision"),
                        ("micro-recall", "micro_recall"), ("macro-precision", "macro_precision"),
                        ("macro-recall", "macro_recall"), ("exact match", "exact_match"),
-                       ("ROC-AUC micro", "roc_auc_micro"), ("ROC-AUC macro", "roc_auc_macro")]:
+                       ("Jaccard (samples)", "jaccard_samples"), ("ROC-AUC micro", "roc_auc_micro"), ("ROC-AUC macro", "roc_auc_macro")]:
         rows.append((name, *(_fmt(getattr(r, attr)) for r in reports.values())))
     return format_table(rows)
 

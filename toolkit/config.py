@@ -194,6 +194,7 @@ class ExportConfig:
     opset: int = 18  # optimum-onnx's default; >= 17 has LayerNormalization
     int8_mode: str = "dynamic"  # 'dynamic' | 'static'
     calibration_data: Optional[Path] = None
+    gate_data: Optional[Path] = None  # labelled texts gating the int8 search; None: the checkpoint's recorded validation split
     calibration_samples: int = 200  # enough for stable activation ranges on BERT
     base_model: Optional[str] = None  # for seed state_dict checkpoints
     labels: Optional[str] = None  # for seed state_dict checkpoints: file or comma list

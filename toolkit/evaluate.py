@@ -13,7 +13,7 @@ from typing import Optional
 import numpy as np
 
 from toolkit.config import DataConfig
-from toolkit.data import load_eval_data
+from toolkit.data import fingerprint, load_eval_data
 from toolkit.metrics import CROSS_FIT_FOLDS, DEFAULT_THRESHOLD, MetricReport, compute_metrics, cross_fitted_metrics
 from toolkit.modeling import load_classifier, pick_device, predict_proba
 from toolkit.runtime import Truncation, count_truncated
@@ -31,6 +31,7 @@ class EvaluateResult:
     ids: Optional[list[str]] = None
     texts: list[str] = field(default_factory=list)
     probs: Optional[np.ndarray] = None
+    fingerprint: dict = field(default_factory=dict)  # of the texts scored (data.fingerprint)
     extra: dict = field(default_factory=dict)
     truncation: Optional[Truncation] = None  # texts longer than the checkpoint's max_length
 
@@ -45,7 +46,7 @@ def evaluate(checkpoint: Path, data: Optional[DataConfig] = None, split: str = "
 
     Args:
         data: a dataset file (all rows) or split directory (`split` of it); None: the validation
-            split recorded at training time.
+            split recorded at training time, refused if the data changed since (data.load_recorded_split).
     """
     loaded = load_classifier(checkpoint)
     dataset, where = load_eval_data(data, split, loaded.meta.get("data"), loaded.label_names)
@@ -56,7 +57,7 @@ def evaluate(checkpoint: Path, data: Optional[DataConfig] = None, split: str = "
         checkpoint=Path(checkpoint), data=where,
         metrics_tuned=compute_metrics(dataset.labels, probs, loaded.thresholds, loaded.label_names),
         metrics_default=compute_metrics(dataset.labels, probs, DEFAULT_THRESHOLD, loaded.label_names),
-        ids=dataset.ids, texts=dataset.texts, probs=probs,
+        ids=dataset.ids, texts=dataset.texts, probs=probs, fingerprint=fingerprint(dataset),
         truncation=count_truncated(loaded.tokenizer, dataset.texts, loaded.max_length),
     )
     if in_sample and loaded.meta.get("thresholds"):

@@ -5,7 +5,7 @@ search gates its candidates on the validation split with the very same checks).
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Optional, Sequence
 
 import numpy as np
@@ -145,6 +145,20 @@ def label_rows(reference: MetricReport, metrics: MetricReport, gated: MetricRepo
                      ref_f1[m.label] - gated_f1[m.label]) for m in metrics.per_label]
 
 
+def min_label_positives(variant: str, gates: Gates) -> int:
+    """Positives a label needs in the certifying texts before its per-label F1 gate means anything.
+
+    One flipped decision on a label with P positives moves its F1 by (2 - F1) / 2P: about 1/P
+    for a weak label, 1/2P for a perfect one (F1 = 2TP / (P + predicted)). Below P = 1/limit a
+    single flip, which rounding alone can cause at a threshold, already exceeds the label limit,
+    so a pass or a fail there says nothing about the variant: the label is "not enough evidence".
+    With the default gates: int8 (limit 0.03) 34 positives, fp16 (limit 0.01) 100; fp32 has no
+    per-label F1 gate (its decisions must all agree), so no minimum.
+    """
+    limit = gates.max_drop_label.get(str(variant)) if variant != Variant.FP32 else None
+    return int(np.ceil(1.0 / float(limit) - 1e-9)) if limit else 0
+
+
 def gate_checks(variant: str, gates: Gates, parity: Parity, rows: Sequence[LabelRow], macro_drop: float) -> list[Check]:
     """The gates of one variant on its numbers (manifest and checksum checks are added elsewhere).
 
@@ -166,6 +180,9 @@ def gate_checks(variant: str, gates: Gates, parity: Parity, rows: Sequence[Label
       (Q8BERT, Zafrir et al. 2019; onnxruntime's BERT quantization results).
     - int8 label drop <= 0.03: 3x the macro limit for per-label noise, still far below what a
       label quantized into silence loses (its whole F1): the failure this tool exists to catch.
+    - per-label gates pass only labels with `min_label_positives` positives; one with fewer fails
+      when its drop exceeds the limit plus what a single flip can cause (2 / (P + 1)), and is
+      otherwise "not enough evidence" (`insufficient_labels`), never passed.
     """
     checks = [Check(variant, "nan_inf", float(parity.nan_inf), 0.0,
                     detail=f"{parity.nan_inf} non-finite probabilities")]
@@ -181,7 +198,11 @@ def gate_checks(variant: str, gates: Gates, parity: Parity, rows: Sequence[Label
                             detail=f"{ties} tie flip(s) not counted" if ties else ""))
     if variant in gates.max_drop_label:
         limit = float(gates.max_drop_label[variant])
-        failing = [r for r in rows if r.gated_drop > limit + _EPS]
+        need = min_label_positives(variant, gates)
+        # A label short of evidence fails only beyond what one flip can do to it (2 / (P + 1), the most
+        # one decision moves F1 with P positives); short of that it is "not enough evidence", no check.
+        failing = [r for r in rows if r.gated_drop > limit + _EPS + (0.0 if r.support >= need else _one_flip(r.support))]
+        rows = [r for r in rows if r.support >= need]
         for r in failing:  # one entry per lost label: a rare emotion must be named
             checks.append(Check(variant, "label_f1_drop", r.gated_drop, limit, label=r.label,
                                 detail=f"F1 {r.f1_reference:.4f} -> {r.f1:.4f}, {r.flips} flips"
@@ -190,6 +211,17 @@ def gate_checks(variant: str, gates: Gates, parity: Parity, rows: Sequence[Label
             worst = max(rows, key=lambda r: r.gated_drop)
             checks.append(Check(variant, "label_f1_drop", max(0.0, worst.gated_drop), limit, label=worst.label))
     return checks
+
+
+def _one_flip(positives: int) -> float:
+    return 2.0 / (positives + 1)
+
+
+def insufficient_labels(variant: str, gates: Gates, rows: Sequence[LabelRow]) -> list[str]:
+    """Labels with fewer positives than `min_label_positives` that did not fail: "not enough evidence"."""
+    limit = gates.max_drop_label.get(str(variant))
+    need = min_label_positives(variant, gates)
+    return [r.label for r in rows if r.support < need and r.gated_drop <= float(limit) + _EPS + _one_flip(r.support)]
 
 
 def manifest_checks(variant: str, labels: Sequence[str], thresholds, ref_labels: Sequence[str],
@@ -240,6 +272,7 @@ class Comparison:
     rows: list[LabelRow]
     gated_macro_drop: float  # reference macro-F1 minus the variant's, tie flips given the reference's decision
     checks: list[Check]
+    insufficient: list[str] = field(default_factory=list)  # labels with too few positives for their F1 gate
 
     @property
     def worst(self) -> LabelRow:
@@ -259,4 +292,5 @@ def compare(variant: str, y_true: np.ndarray, reference: np.ndarray, ref_thresho
     gated = compute_metrics(y_true, gated_decisions.astype(np.float64), 0.5, list(labels))
     rows = label_rows(ref_metrics, metrics, gated, parity)
     drop = ref_metrics.macro_f1 - gated.macro_f1
-    return Comparison(parity, metrics, rows, drop, gate_checks(variant, gates, parity, rows, drop))
+    insufficient = insufficient_labels(variant, gates, rows) if variant in gates.max_drop_label else []
+    return Comparison(parity, metrics, rows, drop, gate_checks(variant, gates, parity, rows, drop), insufficient)

@@ -333,7 +333,7 @@ def _auto_variant(export_dir: Path, manifest: dict, on_gpu: bool) -> str:
     preferred = AUTO_VARIANTS["gpu" if on_gpu else "cpu"]
     ranked = [v for v in preferred if v in variants] + [v for v in variants if v not in preferred]
     status = manifest.get(artifacts.VALIDATION_STATUS) or {}
-    passed = [v for v in ranked if (status.get(v) or {}).get("passed") is True]
+    passed = [v for v in ranked if _certified(status.get(v))]
     not_failed = [v for v in ranked if not _failures(manifest, v)]
     if not status:
         log.info("variant auto: %s was never validated (run `toolkit validate --export %s`); "
@@ -350,14 +350,24 @@ def _auto_variant(export_dir: Path, manifest: dict, on_gpu: bool) -> str:
     return chosen
 
 
+def _certified(verdict: dict | None) -> bool:
+    """A pass that rests on enough evidence. `toolkit validate` marks a run 'restricted' when it
+    was a --max-samples smoke test or its texts were too few to certify; such a run is treated
+    as if the variant was never validated."""
+    return bool(verdict) and verdict.get("passed") is True and not verdict.get("restricted")
+
+
 def _failures(manifest: dict, name: str) -> list[str]:
-    """Why a variant must not be trusted: its last validation's failed checks, else export's int8 gate."""
+    """Why a variant must not be trusted: its last validation's failed checks, else export's int8 gate
+    (failed, or not gated for want of data). A restricted run's pass is no verdict; its failures count."""
     verdict = (manifest.get(artifacts.VALIDATION_STATUS) or {}).get(name)
-    if verdict is not None:
+    if verdict is not None and (verdict.get("passed") is False or _certified(verdict)):
         return [] if verdict.get("passed") else list(verdict.get("failures") or ["failed validation"])
     entry = (manifest.get("variants") or {}).get(name) or {}
     if isinstance(entry, dict) and entry.get("status") == "failed":
         return list(entry.get("failures") or ["failed the int8 gates at export"])
+    if isinstance(entry, dict) and entry.get("status") == artifacts.NOT_GATED:
+        return [f"not gated at export ({entry.get('not_gated') or 'no labelled data'}); `toolkit validate` certifies it"]
     return []
 
 

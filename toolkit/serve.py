@@ -193,7 +193,8 @@ class EmotionService:
         # run would only split the same cores (batches are serialized by max_concurrent_batches=1)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="toolkit-session")
         # per-replica counters for /info (the Prometheus metrics hold the same, aggregated over time):
-        # what benchmarks/serving.py reads to split a request's latency into hops
+        # what benchmarks/serving.py reads to split a request's latency into hops; a request over
+        # max_batch_texts counts once per part in batched_requests
         self.stats = {"requests": 0, "batches": 0, "batched_requests": 0, "batched_texts": 0,
                       "largest_batch_requests": 0, "largest_batch_texts": 0, "handler_ms": 0.0, "model_ms": 0.0}
         self.metrics_url = _metrics_url()

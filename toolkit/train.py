@@ -5,7 +5,7 @@ import copy
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -14,10 +14,10 @@ import torch
 
 from toolkit import artifacts
 from toolkit.config import TrainConfig
-from toolkit.data import DatasetSplits, load_splits
+from toolkit.data import DatasetSplits, describe_fingerprint, load_splits
 from toolkit.errors import DataError
-from toolkit.metrics import (CROSS_FIT_FOLDS, DEFAULT_THRESHOLD, MetricReport, compute_metrics, cross_fitted_metrics,
-                             tune_thresholds)
+from toolkit.metrics import (CROSS_FIT_FOLDS, DEFAULT_THRESHOLD, FEW_POSITIVE_RULE, MIN_TUNE_POSITIVES, MetricReport,
+                             compute_metrics, cross_fitted_metrics, threshold_rules, tune_thresholds)
 from toolkit.modeling import (POOLING_ATTR, LoadedClassifier, build_classifier, is_sentence_transformers_dir,
                               pick_device, predict_proba, resolve_model_name)
 
@@ -78,6 +78,7 @@ class TrainResult:
     defaults: TrainingDefaults = BERT_BASE_DEFAULTS
     val_probs: Optional[np.ndarray] = None  # the best epoch's validation probabilities (not saved)
     stopped_early: bool = False
+    threshold_rules: list[dict] = field(default_factory=list)  # per label: which rule set its threshold (metrics.threshold_rules)
 
 
 @dataclass
@@ -117,6 +118,9 @@ def train(cfg: TrainConfig, on_epoch: Optional[Callable[[EpochResult], None]] = 
     if cfg.out.exists() and not cfg.force:
         raise artifacts.ArtifactError(f"{cfg.out}: already exists; pass --force to replace it or choose another --out")
     splits = load_splits(cfg.data)
+    log.info("data %s: train %s; validation %s (fingerprints recorded in toolkit.json)", splits.spec.get("path"),
+             describe_fingerprint(splits.spec["fingerprints"]["train"]),
+             describe_fingerprint(splits.spec["fingerprints"]["validation"]))
     if cfg.max_train_samples:
         splits.train = splits.train.subset(np.arange(min(cfg.max_train_samples, len(splits.train))))
     _set_seed(cfg.seed)
@@ -132,10 +136,11 @@ def train(cfg: TrainConfig, on_epoch: Optional[Callable[[EpochResult], None]] = 
     model.load_state_dict(best_state)
 
     y = splits.validation.labels
-    thresholds = tune_thresholds(y, best.probs, objective=cfg.threshold_objective)
+    thresholds, rules = threshold_rules(y, best.probs, objective=cfg.threshold_objective)
     result = TrainResult(cfg.out, cfg.model, splits.label_names, history, _best_epoch(history, cfg), thresholds,
                          best.at_half, compute_metrics(y, best.probs, thresholds, splits.label_names), best.crossfit,
-                         len(splits.train), len(splits.validation), 0.0, defaults, best.probs, stale >= cfg.patience)
+                         len(splits.train), len(splits.validation), 0.0, defaults, best.probs, stale >= cfg.patience,
+                         rules)
     result.seconds = time.perf_counter() - started
     _save_checkpoint(cfg, model.to("cpu"), tokenizer, splits, result)
     return result
@@ -352,11 +357,15 @@ def _save_checkpoint(cfg: TrainConfig, model, tokenizer, splits: DatasetSplits, 
         "created": artifacts.utc_now(),
         "labels": result.label_names,
         "thresholds": result.thresholds.tolist(),
+        # per label, the rule that set its threshold: a label with few validation positives is not
+        # tuned on them alone (metrics.threshold_rules)
+        "threshold_rules": {"min_positives": MIN_TUNE_POSITIVES, "few_positive_rule": FEW_POSITIVE_RULE,
+                            "labels": dict(zip(result.label_names, result.threshold_rules))},
         "activation": "sigmoid",
         "max_length": cfg.max_length,
         "base_model": result.model_name,
         "pooling": getattr(model.config, POOLING_ATTR, "pooler"),
-        "data": splits.spec,
+        "data": splits.spec,  # how to rebuild the splits, and their fingerprints (data.load_recorded_split checks them)
         "split_sizes": {"train": result.train_size, "validation": result.val_size},
         "train_args": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items() if k != "data"},
         "best_epoch": result.best_epoch,

@@ -11,6 +11,16 @@ the ONNX file *and* the labels and thresholds the manifest hands to the app. For
 - gates (`config.Gates`): every failing check is collected, the reports are written, then one
   `ValidationFailed` carrying all failures is raised.
 
+Evidence: a certificate names the texts it rests on (their fingerprint) and is recorded in the
+manifest's `validation_status`, which `variant="auto"` trusts, only when they are enough:
+- by default the certify part of the recorded validation split (data.split_search_certify),
+  checked against the fingerprint training recorded: export's int8 search selected on the other
+  part; data the user passes is used whole, unless it is that very validation/gate data;
+- a label with fewer positives than its per-label gate can resolve (parity.min_label_positives)
+  is "not enough evidence", never passed, and counted;
+- a `--max-samples` run, or texts where fewer than half the labels have enough positives, is a
+  smoke test: it prints its verdict and records failures, never a pass.
+
 Columns are matched by label *name*: the reference's columns are put in the manifest's label
 order, so a manifest whose label order or thresholds drifted from the checkpoint shows up
 as probability and F1 differences, and also fails the direct `labels`/`thresholds` checks.
@@ -30,13 +40,24 @@ from toolkit.config import Gates, Provider, ValidateConfig
 from toolkit.errors import ArtifactError, DataError, ValidationFailed
 from toolkit.metrics import MetricReport, compute_metrics, tune_thresholds
 from toolkit.parity import NEAR_THRESHOLD, Check, LabelRow, Parity, compare, manifest_checks, near_threshold_count
+from toolkit.data import describe_fingerprint
 from toolkit.validate_report import format_markdown, format_summary
 
-__all__ = ["REFERENCE", "ValidationResult", "VariantReport", "format_markdown", "format_summary", "validate_export"]
+__all__ = ["REFERENCE", "Evidence", "ValidationResult", "VariantReport", "format_markdown", "format_summary", "validate_export"]
 
 log = logging.getLogger(__name__)
 
 REFERENCE = "pytorch"
+
+
+@dataclass
+class Evidence:
+    """Which texts a validation ran on and whether they can certify."""
+
+    fingerprint: dict  # of the texts scored (data.fingerprint)
+    part: str  # "certify" (the half no int8 search selected on) or "all"
+    source_fingerprint: dict  # of the whole dataset they came from
+    restricted: str = ""  # why this run cannot certify (--max-samples, too few positives); "" when it can
 
 
 @dataclass
@@ -56,6 +77,8 @@ class VariantReport:
     worst_label: Optional[str] = None
     worst_delta_f1: float = 0.0
     checks: list[Check] = field(default_factory=list)
+    insufficient: dict = field(default_factory=dict)  # label -> positives, too few for its F1 gate: not enough evidence
+    restricted: str = ""  # why this variant's verdict certifies nothing (smoke test); "" when it certifies
 
     @property
     def passed(self) -> bool:
@@ -73,7 +96,13 @@ class ValidationResult:
     gates: Gates
     skipped: list[str] = field(default_factory=list)  # requested variants the export does not have
     reports: list[Path] = field(default_factory=list)  # files written
+    evidence: Optional[Evidence] = None
     truncation: Optional[dict] = None  # texts over the export's max_length (runtime.count_truncated)
+
+    @property
+    def restricted(self) -> str:
+        """Why this run is a smoke test and certifies nothing ("" when it certifies)."""
+        return self.evidence.restricted if self.evidence else ""
 
     @property
     def checks(self) -> list[Check]:
@@ -93,6 +122,7 @@ class ValidationResult:
             out = asdict(v)
             out["checks"] = [c.to_dict() for c in v.checks]
             out["passed"] = v.passed
+            out["certified"] = v.passed and not v.restricted
             return out
 
         return {
@@ -100,7 +130,9 @@ class ValidationResult:
             "export": str(self.export),
             "data": self.data,
             "n_samples": self.n_samples,
+            "evidence": asdict(self.evidence) if self.evidence else None,
             "truncation": self.truncation,
+            "certificate": not self.restricted,
             "labels": list(self.labels),
             "gates": asdict(self.gates),
             "near_threshold_margin": NEAR_THRESHOLD,
@@ -136,10 +168,10 @@ def validate_export(cfg: ValidateConfig) -> ValidationResult:
         export_dir, manifest,
         "validate needs it as the PyTorch reference: restore it there, or re-export from an existing checkpoint "
         f"(`toolkit export --checkpoint DIR --out {export_dir} --force`)")
-    dataset, where = _load_data(cfg, manifest, labels)
+    dataset, where, evidence = _load_data(cfg, manifest, labels)
     y_true = dataset.labels
-    log.info("validating %s on %s: %d texts, %d labels, variants %s",
-             export_dir, where, len(dataset), len(labels), ", ".join(variants))
+    log.info("validating %s on %s: %d texts (%s), %d labels, variants %s", export_dir, where, len(dataset),
+             describe_fingerprint(evidence.fingerprint), len(labels), ", ".join(variants))
 
     reference, ref_probs, ref_thresholds = _run_reference(reference_model, dataset.texts, labels, y_true, cfg,
                                                           int(manifest.get("max_length") or reference_model.max_length))
@@ -149,12 +181,14 @@ def validate_export(cfg: ValidateConfig) -> ValidationResult:
                      reference_model, corrupt.get(name, []))
         for name in variants
     ]
+    for report in reports:
+        report.restricted = evidence.restricted or _too_few_positives(report, labels, cfg.gates)
     from toolkit.runtime import count_truncated
 
     truncation = count_truncated(reference_model.tokenizer, dataset.texts,
                                  int(manifest.get("max_length") or reference_model.max_length))
     result = ValidationResult(export_dir, where, len(dataset), labels, reference, reports, cfg.gates, skipped,
-                              truncation=truncation.to_dict())
+                              evidence=evidence, truncation=truncation.to_dict())
     _write_reports(result, cfg, manifest)
     for check in result.checks:
         (log.info if check.passed else log.error)("%s %s", "ok  " if check.passed else "FAIL", check.describe())
@@ -195,9 +229,11 @@ def _check_provider(provider: str) -> None:
 
 
 def _load_data(cfg: ValidateConfig, manifest: dict, labels: list[str]):
-    """Texts and ground truth with columns in the manifest's label order, matched by name."""
+    """Texts and ground truth with columns in the manifest's label order (matched by name), where they
+    come from, and the Evidence they make: the certify part when the data is the validation split or
+    the int8 gate data (the search selected on their other part), --max-samples marking a smoke test."""
     from toolkit.config import DataConfig
-    from toolkit.data import load_eval_data
+    from toolkit.data import fingerprint, load_eval_data, split_search_certify
 
     spec = manifest.get("data")
     if cfg.data is None and not spec:
@@ -208,10 +244,32 @@ def _load_data(cfg: ValidateConfig, manifest: dict, labels: list[str]):
         label_columns=cfg.label_columns, ignore_columns=cfg.ignore_columns, id_column=cfg.id_column)
     # data annotated with more labels than the model's can still check it: extra columns are dropped
     dataset, where = load_eval_data(data_cfg, cfg.split, spec, labels, drop_extra=True)
+    source = fingerprint(dataset)
+    selected_on = [((spec or {}).get("fingerprints") or {}).get("validation"),
+                   ((((manifest.get("variants") or {}).get("int8") or {}).get("settings") or {}).get("gate") or {})
+                   .get("fingerprint")]
+    part = "all"
+    if data_cfg is None or source in [fp for fp in selected_on if fp]:
+        dataset, part = split_search_certify(dataset)[1], "certify"
+        where += ", certify part (texts export's int8 search did not select on)"
+    restricted = ""
     if cfg.max_samples is not None and cfg.max_samples < len(dataset):
         dataset = dataset.subset(np.arange(cfg.max_samples))
         where += f", first {cfg.max_samples}"
-    return dataset, where
+        restricted = f"--max-samples {cfg.max_samples}: a smoke test"
+    if not len(dataset):
+        raise DataError(f"{where}: no texts to validate on; pass more labelled texts with --data PATH")
+    return dataset, where, Evidence(fingerprint(dataset), part, source, restricted)
+
+
+def _too_few_positives(report: "VariantReport", labels: list[str], gates: Gates) -> str:
+    """Why a variant's verdict cannot certify: fewer than half the labels have the positives its label gate needs."""
+    from toolkit.parity import min_label_positives
+
+    if len(report.insufficient) * 2 <= len(labels):
+        return ""
+    return (f"only {len(labels) - len(report.insufficient)} of {len(labels)} labels have the "
+            f"{min_label_positives(report.variant, gates)} positives {report.variant}'s label gate needs: too few texts")
 
 
 def _run_reference(loaded, texts: list[str], labels: list[str], y_true: np.ndarray, cfg: ValidateConfig,
@@ -275,11 +333,13 @@ def _run_variant(name: str, cfg: ValidateConfig, y_true: np.ndarray, texts: list
     clean = _finite(probs)
     worst = min(rows, key=lambda r: r.delta_f1)
     checks += judged.checks
+    support = {r.label: r.support for r in rows}
     return VariantReport(
         variant=name, provider=str(classifier.provider), seconds=seconds, metrics=metrics,
         retuned_macro_f1=_retuned_macro_f1(y_true, clean, labels), near_threshold=parity.near_threshold,
         parity=parity, per_label=rows, macro_drop=reference.metrics.macro_f1 - metrics.macro_f1,
         gated_macro_drop=gated_macro_drop, worst_label=worst.label, worst_delta_f1=worst.delta_f1, checks=checks,
+        insufficient={label: support[label] for label in judged.insufficient},
     )
 
 
@@ -315,11 +375,21 @@ def _write_reports(result: ValidationResult, cfg: ValidateConfig, manifest: dict
         result.reports.append(Path(cfg.markdown))
     # The latest verdict per variant, kept across runs that validate a subset (--variants): what
     # `EmotionClassifier.load(variant="auto")` reads to never pick a variant that failed.
+    # A smoke test's pass certifies nothing: it leaves the variant's status as it was (and records
+    # 'passed': None with the reason, for a variant that had none); its failures are recorded.
     status = dict(manifest.get(artifacts.VALIDATION_STATUS) or {})
+    evidence = result.evidence
     for v in result.variants:
-        status[v.variant] = {"passed": v.passed, "failures": [c.describe() for c in v.checks if not c.passed],
-                             "validated": report["created"], "data": result.data, "provider": v.provider}
-    manifest = dict(manifest, validation=report, **{artifacts.VALIDATION_STATUS: status})
+        if v.passed and v.restricted and v.variant in status:
+            continue
+        status[v.variant] = {
+            "passed": None if (v.passed and v.restricted) else v.passed,
+            "failures": [c.describe() for c in v.checks if not c.passed], "validated": report["created"],
+            "data": result.data, "fingerprint": evidence.fingerprint if evidence else None,
+            "part": evidence.part if evidence else None, "provider": v.provider,
+            "not_enough_evidence": dict(v.insufficient), **({"restricted": v.restricted} if v.restricted else {})}
+    key = "validation" if not result.restricted else "validation_smoke"
+    manifest = dict(manifest, **{key: report, artifacts.VALIDATION_STATUS: status})
     _write(result.export / artifacts.MANIFEST, lambda p: artifacts.write_manifest(result.export, manifest))
 
 

@@ -27,18 +27,18 @@ def format_summary(result: ValidationResult) -> str:
         rows.append((
             v.variant, f"{v.metrics.macro_f1:.4f}", f"{v.metrics.micro_f1:.4f}", f"{-v.macro_drop:+.4f}",
             "n/a" if p.max_abs_diff is None else f"{p.max_abs_diff:.2e}", f"{100 * p.agreement:.2f}%",
-            f"{v.worst_label} ({v.worst_delta_f1:+.4f})", f"{v.retuned_macro_f1:.4f}",
-            "PASS" if v.passed else "FAIL",
+            f"{v.worst_label} ({v.worst_delta_f1:+.4f})", f"{v.retuned_macro_f1:.4f}", _verdict(v),
         ))
     for name in result.skipped:
         rows.append((name, *["-"] * 7, "not exported"))
-    lines = [f"{result.export} on {result.data}: {result.n_samples} texts, {len(result.labels)} labels",
-             *_truncation_line(result), format_table(rows)]
+    lines = [f"{result.export} on {result.data}: {result.n_samples} texts, {len(result.labels)} labels; "
+             f"certified texts: {_evidence_line(result)}", *_truncation_line(result), format_table(rows)]
     if result.failures:
         lines.append(f"\n{len(result.failures)} failed check(s):")
         lines += [f"  {c.describe()}" for c in result.failures]
     else:
         lines.append(f"\nall {len(result.checks)} checks passed")
+    lines += _evidence_notes(result)
     lines += [f"wrote {path}" for path in result.reports]
     return "\n".join(lines)
 
@@ -54,8 +54,10 @@ def _truncation_line(result: ValidationResult) -> list[str]:
 def format_markdown(result: ValidationResult) -> str:
     """The Markdown report: summary table, per-label F1 table, failures, all checks."""
     lines = [f"# Validation of `{result.export}`", "",
-             f"Data: {result.data} ({result.n_samples} texts, {len(result.labels)} labels). "
-             f"Status: **{'PASS' if result.passed else 'FAIL'}**.", ""]
+             f"Data: {result.data} ({result.n_samples} texts, {len(result.labels)} labels; "
+             f"{_evidence_line(result)}). Status: **{'PASS' if result.passed else 'FAIL'}**"
+             + (" (smoke test: certifies nothing)" if result.restricted else "") + ".", ""]
+    lines += [f"- {note.strip()}" for note in _evidence_notes(result)]
     lines += [f"- {line}" for line in _truncation_line(result)]
     lines += ["", "## Summary", ""]
     header = ["variant", "macro-F1", "micro-F1", "precision", "recall", "exact match", "ROC-AUC micro", "Δmacro",
@@ -90,7 +92,37 @@ def _md_row(v: VariantReport, p: Optional[Parity]) -> list[str]:
     return base + [f"{-v.macro_drop:+.4f}", format_number(p.max_abs_diff), format_number(p.mean_abs_diff), f"{100 * p.agreement:.2f}%",
                    str(sum(p.tie_flips.values())), str(p.near_threshold), str(p.nan_inf),
                    f"{v.worst_label} ({v.worst_delta_f1:+.4f})",
-                   f"{v.retuned_macro_f1:.4f}", "PASS" if v.passed else "FAIL"]
+                   f"{v.retuned_macro_f1:.4f}", _verdict(v)]
+
+
+def _verdict(v: VariantReport) -> str:
+    if not v.passed:
+        return "FAIL"
+    return "PASS (smoke)" if v.restricted else "PASS"
+
+
+def _evidence_line(result: ValidationResult) -> str:
+    """'certify part, 2713 rows, sha256 1a2b3c4d5e6f (of 5426 rows, sha256 ...)': the fingerprint certified."""
+    from toolkit.data import describe_fingerprint
+
+    e = result.evidence
+    if e is None:
+        return "no fingerprint"
+    return f"{e.part} part, {describe_fingerprint(e.fingerprint)} (of {describe_fingerprint(e.source_fingerprint)})"
+
+
+def _evidence_notes(result: ValidationResult) -> list[str]:
+    """Labels without enough evidence per variant, and why a smoke test records no pass."""
+    lines = []
+    for v in result.variants:
+        if v.insufficient:
+            shown = ", ".join(f"{label} {n}" for label, n in sorted(v.insufficient.items(), key=lambda x: x[1]))
+            lines.append(f"{v.variant}: {len(v.insufficient)} label(s) NOT ENOUGH EVIDENCE (positives: {shown}); "
+                         "their per-label gate neither passed nor failed")
+        if v.restricted and v.passed:
+            lines.append(f"{v.variant}: smoke test ({v.restricted}); its pass is not recorded as a certificate "
+                         "and variant auto ignores it")
+    return lines
 
 
 def _md_label_cell(row: LabelRow) -> str:

@@ -84,6 +84,7 @@ class VariantResult:
     settings: dict = field(default_factory=dict)  # how the variant was made
     parity: Optional[Parity] = None
     failed: list[str] = field(default_factory=list)  # gate failures at export: the variant ships marked failed
+    not_gated: str = ""  # why int8 had no gate at export (no usable data): shipped marked 'not gated'
 
     @property
     def max_abs_diff(self) -> Optional[float]:
@@ -355,8 +356,10 @@ def _variant_entry(r: VariantResult, fp32_bytes: int) -> dict:
             "opset": r.opset, "precision": r.precision, "fused_ops": r.fused_ops, "quantized_ops": r.quantized_ops,
             "quantized_matmuls": r.quantized_matmuls, "initializers": r.initializers, "settings": r.settings,
             "export_seconds": r.seconds, "parity": r.parity.to_dict() if r.parity else None,
-            # what `EmotionClassifier.load(variant="auto")` reads: a failed variant is never picked
-            "status": "failed" if r.failed else "ok", "failures": list(r.failed)}
+            # what `EmotionClassifier.load(variant="auto")` reads: a failed variant is never picked, nor an
+            # int8 that no data gated (until `toolkit validate` certifies it)
+            "status": "failed" if r.failed else artifacts.NOT_GATED if r.not_gated else "ok", "failures": list(r.failed),
+            **({"not_gated": r.not_gated} if r.not_gated else {})}
 
 
 @contextlib.contextmanager

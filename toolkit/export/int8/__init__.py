@@ -76,7 +76,8 @@ def dynamic_int8_variant(fp32_path: Path, out: Path, work: Path, cfg: ExportConf
     started = time.perf_counter()
     path = out / artifacts.variant_file(Variant.INT8)
     head = logits_head_nodes(onnx.load(str(fp32_path), load_external_data=False))
-    gate = checkpoint_gate(cfg, loaded, fp32_path) if cfg.int8_recipe == "per-token" else None
+    gate, gate_record = (checkpoint_gate(cfg, loaded, fp32_path) if cfg.int8_recipe == "per-token"
+                         else (None, {"not_gated": "per-tensor recipe (comparison only)"}))
     log.info("quantizing to int8 (%s recipe%s)", cfg.int8_recipe, ", gated search" if gate else "")
     try:
         if gate is None:
@@ -87,8 +88,10 @@ def dynamic_int8_variant(fp32_path: Path, out: Path, work: Path, cfg: ExportConf
     except Exception as e:  # the quantizer raises RuntimeError/ValueError/AssertionError
         raise ExportError(f"{path.name}: int8 quantization failed ({first_line(e)}); "
                           "export --variants fp32,fp16 meanwhile") from e
-    settings["search"] = _search_record(cfg, search)
+    settings["search"] = _search_record(cfg, search, gate_record)
+    settings["gate"] = gate_record  # which texts the search selected on (data.fingerprint), or why none
     result = describe(Variant.INT8, path, time.perf_counter() - started, settings)
+    result.not_gated = gate_record.get("not_gated", "")
     if search is not None and search.passed is False:
         result.failed = list(search.outcome.failures)
         log.error("int8: NO CANDIDATE PASSED THE INT8 GATES on the validation split within %.0f s (%s). "
@@ -120,15 +123,12 @@ def _search(fp32_path: Path, path: Path, work: Path, cfg: ExportConfig, head: li
     return built["settings"], search
 
 
-def _search_record(cfg: ExportConfig, search) -> dict:
+def _search_record(cfg: ExportConfig, search, gate_record: dict) -> dict:
     if search is None:
-        reason = ("per-tensor recipe (comparison only)" if cfg.int8_recipe != "per-token"
-                  else "no validation split recorded in the checkpoint" if cfg.int8_search_seconds > 0
-                  else "--int8-search-seconds 0")
-        return {"ran": False, "reason": reason}
+        return {"ran": False, "reason": gate_record.get("not_gated", "")}
     return {"ran": True, "passed": search.passed, "seconds": round(search.seconds, 1),
             "budget_seconds": cfg.int8_search_seconds, "budget_exhausted": search.budget_exhausted,
             "smoothing": search.smoothing, "float_nodes": list(search.float_nodes),
             "outcome": search.outcome.to_dict() if search.outcome else None, "trace": search.trace,
             "sensitivity": {k: round(v, 6) for k, v in search.sensitivity.items()},
-            "reference": "fp32 ONNX graph on the checkpoint's validation split"}
+            "reference": f"fp32 ONNX graph on the search part of {gate_record.get('data')}"}

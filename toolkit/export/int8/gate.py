@@ -1,11 +1,12 @@
 """Gating int8 candidates on labelled texts at export time, with `toolkit validate`'s own gates.
 
-`checkpoint_gate` builds a `SplitGate` on the checkpoint's validation split (and a calibration
-sample of its training split for the sensitivity proxy); the search calls its `evaluate` and
-`proxy_error` on each candidate file.
+`checkpoint_gate` builds a `SplitGate` on the search part of the gate data (`--gate-data`, else the
+checkpoint's fingerprint-checked validation split), and a calibration sample of its training split
+for the sensitivity proxy; the search calls its `evaluate` and `proxy_error` on each candidate file.
 """
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -16,30 +17,60 @@ from toolkit.metrics import sigmoid
 from toolkit.export.int8.graph import graph_inputs
 from toolkit.export.int8.search import GateOutcome
 
+log = logging.getLogger(__name__)
 
-def checkpoint_gate(cfg, loaded, fp32_path: Path) -> Optional["SplitGate"]:
-    """A SplitGate on the checkpoint's validation split, or None (no split recorded, or search disabled).
+
+def checkpoint_gate(cfg, loaded, fp32_path: Path) -> tuple[Optional["SplitGate"], dict]:
+    """A SplitGate on the search part of the gate data, and what that data was (for the manifest).
+
+    Gate data: `cfg.gate_data` when given, else the checkpoint's recorded validation split, checked
+    against its fingerprint. Only its search part (data.split_search_certify) gates candidates:
+    the certify part is left for `toolkit validate`, so the certificate does not rest on the texts
+    the search selected on. Data that is missing or changed leaves int8 not gated (the record says
+    why) instead of failing the export: exporting on another machine than the training one is usual.
 
     Args:
-        cfg: the ExportConfig (search budget, calibration texts, max length, gates).
+        cfg: the ExportConfig (search budget, gate data, calibration texts, max length, gates).
         loaded: the loaded checkpoint (tokenizer, labels, thresholds, recorded data spec).
         fp32_path: the unfused fp32 graph, the reference the candidates are scored against.
+    Returns:
+        (gate or None, record): record has "data", "fingerprint", "part", "part_fingerprint", or
+        "not_gated" (the reason) when there is no gate.
     """
-    from toolkit.data import align_labels, config_from_spec, load_splits
+    from toolkit.config import DataConfig
+    from toolkit.data import fingerprint, load_eval_data, load_recorded_split, split_search_certify
+    from toolkit.errors import DataError
 
     spec = (loaded.meta or {}).get("data")
-    if not spec or cfg.int8_search_seconds <= 0:
-        return None
-    splits = load_splits(config_from_spec(spec))
-    validation = align_labels(splits.validation, list(loaded.label_names))
+    if cfg.int8_search_seconds <= 0:
+        return None, {"not_gated": "--int8-search-seconds 0"}
+    try:
+        given = DataConfig(path=Path(cfg.gate_data)) if cfg.gate_data else None
+        if given is None and not spec:
+            raise DataError("the checkpoint records no validation split; pass labelled texts with --gate-data PATH")
+        validation, where = load_eval_data(given, "dev", spec, list(loaded.label_names))
+    except DataError as e:
+        log.warning("int8: NOT GATED (%s); model_int8.onnx is written and marked 'not gated'", e)
+        return None, {"not_gated": str(e)}
+    search, _ = split_search_certify(validation)
+    if not len(search):
+        return None, {"not_gated": f"{where}: no text falls in the search part; pass more texts with --gate-data"}
+    try:  # the sensitivity proxy ranks on training texts, never on the gate's; the search part stands in
+        train_texts = load_recorded_split(spec, "train").texts if spec and not cfg.gate_data else search.texts
+    except DataError:
+        train_texts = search.texts
     names = graph_inputs(fp32_path)
     max_length = int(cfg.max_length or loaded.max_length)
     rng = np.random.default_rng(0)
-    train_texts = [splits.train.texts[i] for i in rng.permutation(len(splits.train))[: cfg.calibration_texts]]
-    feeds = encode_batches(loaded.tokenizer, validation.texts, names, max_length)
+    train_texts = [train_texts[i] for i in rng.permutation(len(train_texts))[: cfg.calibration_texts]]
+    feeds = encode_batches(loaded.tokenizer, search.texts, names, max_length)
     proxy = encode_batches(loaded.tokenizer, train_texts, names, max_length)
-    return SplitGate(fp32_path, feeds, validation.labels, np.asarray(loaded.thresholds), loaded.label_names,
-                     cfg.gates, proxy)
+    record = {"data": where, "fingerprint": fingerprint(validation), "part": "search",
+              "part_fingerprint": fingerprint(search)}
+    log.info("int8 gate: %d texts, the search part of %s (%d texts); the other %d are left to certify", len(search),
+             where, len(validation), len(validation) - len(search))
+    return SplitGate(fp32_path, feeds, search.labels, np.asarray(loaded.thresholds), loaded.label_names,
+                     cfg.gates, proxy), record
 
 
 class SplitGate:
