@@ -136,6 +136,70 @@ def test_node_scores_do_not_depend_on_batching(node, tiny_export_session, demo_t
     assert np.abs(together - np.asarray(out["reversed"])).max() <= 1e-6
 
 
+# ---------------------------------------------------------------------------- tokenizer families
+
+
+def _tokenizer_families(texts: list[str], out: Path) -> dict[str, Path]:
+    """tokenizer.json files of the three families the support matrix ships, trained here in a second:
+    WordPiece with BertProcessing, byte-level BPE with RobertaProcessing, SentencePiece Unigram (its
+    normalizer starts with Nmt, which the JS library lacks) with a template."""
+    from tokenizers import BertWordPieceTokenizer, ByteLevelBPETokenizer, SentencePieceUnigramTokenizer, processors
+
+    wordpiece = BertWordPieceTokenizer(lowercase=True)
+    wordpiece.train_from_iterator(texts, vocab_size=400, special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"])
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(texts, vocab_size=400, special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"])
+    bpe.post_processor = processors.RobertaProcessing(("</s>", bpe.token_to_id("</s>")), ("<s>", bpe.token_to_id("<s>")))
+    unigram = SentencePieceUnigramTokenizer()
+    unigram.train_from_iterator(texts, vocab_size=300, special_tokens=["<pad>", "<unk>", "<s>", "</s>"], unk_token="<unk>")
+    unigram.post_processor = processors.TemplateProcessing(
+        single="<s> $A </s>", special_tokens=[("<s>", unigram.token_to_id("<s>")), ("</s>", unigram.token_to_id("</s>"))])
+    paths = {}
+    for name, tokenizer in (("wordpiece", wordpiece), ("bpe", bpe), ("unigram", unigram)):
+        paths[name] = out / name
+        paths[name].mkdir()
+        tokenizer.save(str(paths[name] / artifacts.TOKENIZER_JSON))
+    return paths
+
+
+def test_node_tokenizes_every_family_as_the_python_runtime(node, demo_texts, tmp_path):
+    from types import SimpleNamespace
+
+    from toolkit.runtime import EmotionClassifier, _load_tokenizer
+
+    # Nmt's two character maps, the truncation edge at 16 tokens, lone surrogates (three U+FFFD in Python)
+    texts = demo_texts[0][:60] + EDGE_TEXTS + [
+        "a\x01b\x08c\x0bd\x1fe\x7ff\x8fg\x9fh", "tab\tnl\nff\x0ccr\rogham\u1680zw\u200bsep\u2028\u2029lower\u2581bom\ufeff",
+        "replacement \ufffd char", "\ud83d", "two \udc00\ud800 lone", "pair 😀 ok", "double  spaces   here"]
+    max_length = 16
+    families = _tokenizer_families(demo_texts[0], tmp_path)
+    script = """
+        import { readFileSync } from "node:fs";
+        import { ModelTokenizer } from "./src/classifier.js";
+        let s = ""; process.stdin.on("data", (d) => s += d);
+        process.stdin.on("end", () => {
+          const { files, texts, maxLength } = JSON.parse(s);
+          const out = {};
+          for (const [name, file] of Object.entries(files)) {
+            const tokenizer = new ModelTokenizer(JSON.parse(readFileSync(file, "utf-8")), maxLength);
+            out[name] = { padId: tokenizer.padId, encodings: texts.map((t) => tokenizer.encode(t)) };
+          }
+          console.log(JSON.stringify(out));
+        });
+    """
+    request = {"files": {k: str(v / artifacts.TOKENIZER_JSON) for k, v in families.items()}, "texts": texts,
+               "maxLength": max_length}
+    got = json.loads(_run_node(node, ["--input-type=module", "-e", script], json.dumps(request)).stdout)
+    for name, directory in families.items():
+        tokenizer, pad_id = _load_tokenizer(directory, max_length)
+        expected = EmotionClassifier._encode(SimpleNamespace(_tokenizer=tokenizer), texts)
+        assert got[name]["padId"] == pad_id, name
+        for text, mine, theirs in zip(texts, got[name]["encodings"], expected):
+            assert (mine["ids"], mine["types"]) == (theirs.ids, theirs.type_ids), (name, text)
+        assert max(len(e.ids) for e in expected) == max_length  # truncation was exercised
+    assert len({got["bpe"]["padId"], got["wordpiece"]["padId"]}) == 2  # pad ids differ: read, not assumed
+
+
 # ---------------------------------------------------------------------------- variant auto, as Python
 
 

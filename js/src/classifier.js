@@ -38,7 +38,7 @@ const quietLog = { info() {}, warn: (message) => console.warn(`toolkit: ${messag
  * executionProviders, session, source (the export directory or URL), manifest.
  */
 export class EmotionClassifier {
-  constructor({ source, manifest, variant, session, ort, tokenizer, padId, maxBatchSize, executionProviders }) {
+  constructor({ source, manifest, variant, session, ort, tokenizer, maxBatchSize, executionProviders }) {
     this.source = source;
     this.manifest = manifest;
     this.labels = manifest.labels.map(String);
@@ -50,10 +50,9 @@ export class EmotionClassifier {
     this.executionProviders = executionProviders;
     this._ort = ort;
     this._tokenizer = tokenizer;
-    this._padId = padId;
+    this._padId = tokenizer.padId;
     this._inputs = inputTypes(session);
     this._output = session.outputNames[0];
-    this._special = tokenizer.post_processor ? tokenizer.post_processor([], null, true).tokens.length : 0;
   }
 
   /**
@@ -84,11 +83,10 @@ export class EmotionClassifier {
     const onGpu = !CPU_PROVIDERS.has(providerName(executionProviders[0]));
     const [name, file] = chooseVariant(cached, manifest, variant, onGpu, log);
     if (verify) await verifyFiles(cached, manifest, [TOKENIZER_JSON, file]);
-    const tokenizer = await loadTokenizer(cached);
+    const tokenizer = await loadTokenizer(cached, manifest.max_length);
     const session = await openSession(cached, ort, file, executionProviders, threads);
     const classifier = new this({
-      source: store.where(""), manifest, variant: name, session, ort, tokenizer: tokenizer.tokenizer,
-      padId: tokenizer.padId, maxBatchSize, executionProviders,
+      source: store.where(""), manifest, variant: name, session, ort, tokenizer, maxBatchSize, executionProviders,
     });
     await classifier._checkGraph();
     log.info(`loaded ${store.where("")}: variant ${name} on ${executionProviders.map(providerName).join(",")}, ` +
@@ -147,19 +145,7 @@ export class EmotionClassifier {
   }
 
   _encode(text) {
-    // A lone surrogate is a valid JS string but not UTF-8: score it as U+FFFD, as the Python runtime does.
-    const clean = text.toWellFormed ? text.toWellFormed() : text;
-    const tokenizer = this._tokenizer;
-    // @huggingface/tokenizers 0.2 has no truncation: truncate the text's tokens so that they and the
-    // special tokens fit max_length, then add the specials, as the Rust tokenizer's enable_truncation does.
-    let tokens = tokenizer.tokenize(clean, { add_special_tokens: false });
-    const room = this.maxLength - this._special;
-    if (tokens.length > room) tokens = tokens.slice(0, Math.max(room, 0));
-    const processed = tokenizer.post_processor ? tokenizer.post_processor(tokens, null, true) : { tokens };
-    const unk = tokenizer.model.unk_token_id;
-    const ids = processed.tokens.map((t) => tokenizer.token_to_id(t) ?? unk);
-    const types = processed.token_type_ids ?? new Array(ids.length).fill(0);
-    return { ids, types };
+    return this._tokenizer.encode(text);
   }
 
   async _run(encodings) {
@@ -214,6 +200,66 @@ export class EmotionClassifier {
                               "exports, re-run `toolkit export --force`");
     }
   }
+}
+
+/**
+ * The export's tokenizer.json as the Python runtime applies it: special tokens added, truncated to
+ * max_length (special tokens included), the pad id from the tokenizer. One text in, {ids, types} out.
+ */
+export class ModelTokenizer {
+  /**
+   * @param {object} json - the parsed tokenizer.json.
+   * @param {number} maxLength - tokens per text, special tokens included.
+   */
+  constructor(json, maxLength) {
+    this.tokenizer = new Tokenizer(withNmtAsReplace(json), {});
+    this.maxLength = maxLength;
+    this.padId = padId(json, this.tokenizer);
+    const processor = this.tokenizer.post_processor;
+    this._special = processor ? processor([], null, true).tokens.length : 0;
+  }
+
+  encode(text) {
+    // A lone surrogate is a valid JS string but not UTF-8. The Python runtime encodes it with
+    // "surrogatepass" and decodes with "replace": three U+FFFD per surrogate. The same here, so that a
+    // byte-level BPE (which keeps U+FFFD) gives the same tokens. A "u" regex skips proper pairs.
+    const clean = text.replace(/[\uD800-\uDFFF]/gu, "\uFFFD\uFFFD\uFFFD");
+    const tokenizer = this.tokenizer;
+    // @huggingface/tokenizers 0.2 has no truncation: truncate the text's tokens so that they and the
+    // special tokens fit max_length, then add the specials, as the Rust tokenizer's enable_truncation does.
+    let tokens = tokenizer.tokenize(clean, { add_special_tokens: false });
+    const room = this.maxLength - this._special;
+    if (tokens.length > room) tokens = tokens.slice(0, Math.max(room, 0));
+    const processed = tokenizer.post_processor ? tokenizer.post_processor(tokens, null, true) : { tokens };
+    const unk = tokenizer.model.unk_token_id;
+    const ids = processed.tokens.map((t) => tokenizer.token_to_id(t) ?? unk);
+    const types = processed.token_type_ids ?? new Array(ids.length).fill(0);
+    return { ids, types };
+  }
+}
+
+// The Rust tokenizers' Nmt normalizer (SentencePiece's, in Unigram tokenizer.json files: XLM-R, ALBERT,
+// DeBERTa built by `tokenizers`) is missing from @huggingface/tokenizers 0.2 ("Unknown Normalizer type:
+// Nmt"). It is two character maps, so it is rewritten as two Replace normalizers the library has:
+// drop these control characters, turn these spaces into " " (tokenizers/src/normalizers/unicode.rs, do_nmt).
+const NMT_DROP = "[\u0001-\u0008\u000B\u000E-\u001F\u007F\u008F\u009F]";
+const NMT_SPACE = "[\u0009\u000A\u000C\u000D\u1680\u200B-\u200F\u2028\u2029\u2581\uFEFF\uFFFD]";
+
+function withNmtAsReplace(json) {
+  const rewrite = (node) => {
+    if (!node || typeof node !== "object") return node;
+    if (node.type === "Nmt") {
+      return { type: "Sequence", normalizers: [
+        { type: "Replace", pattern: { Regex: NMT_DROP }, content: "" },
+        { type: "Replace", pattern: { Regex: NMT_SPACE }, content: " " },
+      ] };
+    }
+    if (node.type === "Sequence" && Array.isArray(node.normalizers)) {
+      return { ...node, normalizers: node.normalizers.map(rewrite) };
+    }
+    return node;
+  };
+  return { ...json, normalizer: rewrite(json.normalizer ?? null) };
 }
 
 /**
@@ -381,19 +427,22 @@ async function verifyFiles(store, manifest, files) {
   }
 }
 
-async function loadTokenizer(store) {
+async function loadTokenizer(store, maxLength) {
   const where = store.where(TOKENIZER_JSON);
   const bytes = await store.read(TOKENIZER_JSON);
   if (bytes === null) throw new ArtifactError(`${where}: tokenizer not found; re-run \`toolkit export --force\``);
   let json;
-  let tokenizer;
   try {
     json = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(bytes));
-    tokenizer = new Tokenizer(json, {});
   } catch (e) {
     throw new ArtifactError(`${where}: cannot load the tokenizer (${e.message}); re-run \`toolkit export --force\``);
   }
-  return { tokenizer, padId: padId(json, tokenizer) };
+  try {
+    return new ModelTokenizer(json, maxLength);
+  } catch (e) {
+    throw new ArtifactError(`${where}: @huggingface/tokenizers cannot build this tokenizer (${e.message}); ` +
+                            "the Python runtime (toolkit.runtime) reads it");
+  }
 }
 
 /** The pad id: the tokenizer's saved padding, else [PAD] or <pad>, else 0 (masked out: any id gives the same scores). */
