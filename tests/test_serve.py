@@ -311,3 +311,15 @@ def test_local_serve_skips_the_direct_ingress_drain(monkeypatch):
     assert os.environ["RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S"] == "15"
     serving._connect(ServeConfig(threads_per_replica=1, replicas=3))
     assert calls[-1]["num_cpus"] == 3  # an explicit oversubscription still starts
+
+
+def test_default_threads_per_replica_respect_the_cpu_quota(monkeypatch):
+    """A pod limited to 3 CPUs on an 8-core node: 1 replica gets 3 threads, 2 replicas 1 each."""
+    from toolkit import serve as serving
+    from toolkit import session
+
+    monkeypatch.setattr(session, "physical_cores", lambda: 8)
+    monkeypatch.setattr(session, "cpu_quota", lambda: 3.0)
+    assert serving.resolve(ServeConfig(replicas=1)).threads_per_replica == 3
+    assert serving.resolve(ServeConfig(replicas=2)).threads_per_replica == 1
+    assert serving.resolve(ServeConfig(replicas=2, threads_per_replica=4)).threads_per_replica == 4  # explicit wins
