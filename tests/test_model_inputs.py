@@ -15,7 +15,7 @@ from toolkit.errors import ModelError, ToolkitError
 LABELS = ["anger", "joy", "sadness"]
 
 
-def _hf_checkpoint(path, max_positions: int, model_max_length, model_type: str = "bert"):
+def _hf_checkpoint(path, max_positions: int, model_max_length, model_type: str = "bert", labels=LABELS):
     """A plain Hugging Face multi-label checkpoint (no toolkit.json), tiny, with a WordPiece tokenizer."""
     from transformers import BertConfig, BertForSequenceClassification, RobertaConfig, RobertaForSequenceClassification
 
@@ -26,7 +26,7 @@ def _hf_checkpoint(path, max_positions: int, model_max_length, model_type: str =
     tokenizer = train_wordpiece_tokenizer(texts, vocab_size=400)
     shape = dict(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
                  intermediate_size=64, max_position_embeddings=max_positions, problem_type="multi_label_classification",
-                 id2label=dict(enumerate(LABELS)), label2id={n: i for i, n in enumerate(LABELS)})
+                 id2label=dict(enumerate(labels)), label2id={n: i for i, n in enumerate(labels)})
     if model_type == "roberta":
         model = RobertaForSequenceClassification(RobertaConfig(pad_token_id=1, **shape))
     else:
@@ -97,6 +97,19 @@ def test_max_length_beyond_the_positions_is_refused_up_front(hf_512, tmp_path):
     assert not out.exists()  # nothing was converted or written
     res = CliRunner().invoke(cli, ["export", "--checkpoint", str(hf_512), "--out", str(out), "--max-length", "600"])
     assert res.exit_code == 2 and "--max-length 600 is outside" in res.output and not out.exists()
+
+
+def test_training_beyond_the_positions_is_refused_before_it_starts(tmp_path):
+    from toolkit.config import TrainConfig
+    from toolkit.train import train
+
+    from toolkit.demo_corpus import LABELS as DEMO_LABELS
+
+    model = _hf_checkpoint(tmp_path / "bert64", max_positions=64, model_max_length=None, labels=DEMO_LABELS)
+    out = tmp_path / "ckpt"
+    with pytest.raises(ModelError, match=r"--max-length 128 is outside .* \(2 to 64 tokens, its position embeddings\)"):
+        train(TrainConfig(model=str(model), out=out, epochs=1, max_length=128, max_train_samples=64))
+    assert not out.exists()
 
 
 # ------------------------------------------------------------------ --opset

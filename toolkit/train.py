@@ -18,8 +18,8 @@ from toolkit.data import DatasetSplits, describe_fingerprint, load_splits
 from toolkit.errors import DataError
 from toolkit.metrics import (CROSS_FIT_FOLDS, DEFAULT_THRESHOLD, FEW_POSITIVE_RULE, MIN_TUNE_POSITIVES, MetricReport,
                              compute_metrics, cross_fitted_metrics, threshold_rules, tune_thresholds)
-from toolkit.modeling import (POOLING_ATTR, LoadedClassifier, build_classifier, is_sentence_transformers_dir,
-                              pick_device, predict_proba, resolve_model_name)
+from toolkit.modeling import (POOLING_ATTR, LoadedClassifier, build_classifier, check_max_length,
+                              is_sentence_transformers_dir, pick_device, predict_proba, resolve_model_name)
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +132,7 @@ def train(cfg: TrainConfig, on_epoch: Optional[Callable[[EpochResult], None]] = 
              _autocast_dtype(cfg.precision, device) or "off", cfg.lr, cfg.epochs, cfg.warmup_ratio, defaults.source)
 
     loaded = LoadedClassifier(model, tokenizer, splits.label_names, np.full(len(splits.label_names), 0.5), cfg.max_length)
+    check_max_length(loaded, cfg.max_length)  # beyond the model's position embeddings: refused before training
     history, best, best_state, stale = _fit(cfg, loaded, splits, device, on_epoch)
     model.load_state_dict(best_state)
 
