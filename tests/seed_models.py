@@ -21,8 +21,9 @@ class BERTClass(nn.Module):
         return self.l3(self.l2(output_1))
 
 
-class EmotionClassifier(nn.Module):
-    """Seed (b): the CLS vector of last_hidden_state -> Dropout -> Linear; the pooler is never used."""
+class SeedCLSClassifier(nn.Module):
+    """Seed (b), named EmotionClassifier in the seed notebook (renamed here: `toolkit.runtime.EmotionClassifier`
+    is the runtime class): the CLS vector of last_hidden_state -> Dropout -> Linear; the pooler is never used."""
 
     def __init__(self, config, n_labels):
         super().__init__()

@@ -75,8 +75,24 @@ def test_fp16_graph_is_fused_and_stored_in_half_precision(tiny_export_session):
     entry = artifacts.read_manifest(tiny_export_session)["variants"]["fp16"]
     assert entry["fused_ops"] == {k: ops[k] for k in entry["fused_ops"]}
     assert entry["initializers"]["FLOAT16"]["bytes"] == half
-    # overflow-prone LayerNorms run in fp32: their inputs are cast up from fp16
-    assert ops.get("Cast", 0) >= ops["SkipLayerNormalization"]
+    # overflow-prone LayerNorms run in fp32: every input is a float32 initializer, cast up to float32,
+    # or the output of another blocked (float32) node
+    from toolkit.export.optimize import FP16_BLOCKED_OPS
+
+    producers = {o: n for n in model.graph.node for o in n.output}
+    inits = {i.name: i.data_type for i in model.graph.initializer}
+    norms = [n for n in model.graph.node if n.op_type in ("SkipLayerNormalization", "LayerNormalization")]
+    assert len(norms) == ops.get("SkipLayerNormalization", 0) + ops.get("LayerNormalization", 0) > 0
+    for node in norms:
+        for name in [i for i in node.input if i]:
+            if name in inits:
+                assert inits[name] == onnx.TensorProto.FLOAT, (node.name, name)
+            else:
+                producer = producers[name]
+                if producer.op_type in FP16_BLOCKED_OPS:
+                    continue
+                to = next(a.i for a in producer.attribute if a.name == "to") if producer.op_type == "Cast" else None
+                assert to == onnx.TensorProto.FLOAT, (node.name, name, producer.op_type)
 
 
 def test_int8_graph_has_quantized_matmuls_and_float_classifier(tiny_export_session):
@@ -127,6 +143,8 @@ def test_manifest_round_trip_checksums_and_parity(tiny_export_session, tiny_chec
         assert entry["bytes"] == path.stat().st_size
         assert entry["opset"] == 18
         assert entry["export_seconds"] > 0
+        if name == "int8":  # the gated search is part of making the int8 file, so its time is inside
+            assert entry["export_seconds"] >= entry["settings"]["search"]["seconds"] - 0.05
         parity = entry["parity"]
         assert parity["finite"] is True
         assert 0 <= parity["max_abs_diff"] <= limits[name]
@@ -209,6 +227,23 @@ def test_interrupted_export_leaves_nothing(tiny_checkpoint, tmp_path, monkeypatc
     assert _no_temp_dirs(tmp_path)
 
 
+def test_an_int8_failure_keeps_fp32_and_fp16(tiny_checkpoint, tmp_path, monkeypatch, caplog):
+    import toolkit.quantize as quantize
+
+    def broken(*args, **kwargs):
+        raise ExportError("model_int8.onnx: int8 quantization failed (boolean index did not match)")
+
+    monkeypatch.setattr(quantize, "dynamic_int8_variant", broken)
+    out = tmp_path / "exp"
+    result = export_model(ExportConfig(checkpoint=tiny_checkpoint, out=out))
+    manifest = artifacts.read_manifest(out)
+    assert [v.variant for v in result.variants] == ["fp32", "fp16"] and set(manifest["variants"]) == {"fp32", "fp16"}
+    assert "boolean index did not match" in manifest["not_written"]["int8"]
+    assert (out / "model_fp16.onnx").is_file() and not (out / "model_int8.onnx").exists()
+    assert "int8 NOT WRITTEN" in caplog.text
+    assert "int8: NOT WRITTEN: model_int8.onnx: int8 quantization failed" in format_summary(result)
+
+
 def test_fp32_parity_failure_writes_nothing(tiny_checkpoint, tmp_path, monkeypatch):
     import toolkit.export.pipeline as pipeline
 
@@ -260,21 +295,21 @@ def test_requested_variants_adds_static_int8_only_with_int8():
 
 
 def _seed_module(layout: str, base: Path, n_labels: int):
-    """The seeds' modules: BERTClass (pooler_output -> Linear) and EmotionClassifier (CLS -> Linear)."""
+    """The seeds' modules: BERTClass (pooler_output -> Linear) and SeedCLSClassifier (CLS -> Linear)."""
     import torch
-    from seed_models import BERTClass, EmotionClassifier
+    from seed_models import BERTClass, SeedCLSClassifier
     from transformers import BertConfig
 
     config = BertConfig.from_pretrained(base)
     torch.manual_seed(3)
-    module = (BERTClass if layout == "bertclass" else EmotionClassifier)(config, n_labels)
+    module = (BERTClass if layout == "bertclass" else SeedCLSClassifier)(config, n_labels)
     with torch.no_grad():  # random init is near-uniform; widen the head so probabilities really differ
         head = module.l3 if layout == "bertclass" else module.classifier
         head.weight.mul_(20.0)
     return module.eval()
 
 
-@pytest.mark.parametrize("layout", ["bertclass", "emotionclassifier"])
+@pytest.mark.parametrize("layout", ["bertclass", "cls-head"])
 def test_seed_checkpoint_export_matches_the_original_module(tiny_checkpoint, tmp_path, layout):
     import torch
     from transformers import AutoTokenizer
@@ -303,14 +338,14 @@ def test_seed_checkpoint_export_matches_the_original_module(tiny_checkpoint, tmp
         assert np.abs(logits - expected.numpy()).max() <= 1e-4
         assert np.ptp(expected.numpy()) > 0.1  # the comparison is not between two constants
     ops = _op_counts(out / artifacts.variant_file(Variant.FP32))
-    assert ("Tanh" in ops) == (layout == "bertclass")  # EmotionClassifier has no pooler
+    assert ("Tanh" in ops) == (layout == "bertclass")  # the cls-head seed has no pooler
 
 
 def test_seed_checkpoint_label_count_mismatch(tiny_checkpoint, tmp_path):
     import torch
 
     state = tmp_path / "seed.pt"
-    torch.save(_seed_module("emotionclassifier", tiny_checkpoint, 3).state_dict(), state)
+    torch.save(_seed_module("cls-head", tiny_checkpoint, 3).state_dict(), state)
     with pytest.raises(ModelError, match="3 outputs but 2 labels"):
         export_model(ExportConfig(checkpoint=state, out=tmp_path / "exp", base_model=str(tiny_checkpoint), labels="a,b"))
     with pytest.raises(ExportError, match="calibration-data"):

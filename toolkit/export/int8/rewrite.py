@@ -23,6 +23,8 @@ and checks that every integer MatMul's activation scale is the scalar 1.0.
 """
 from __future__ import annotations
 
+from typing import Optional
+
 import numpy as np
 
 from toolkit.export.int8.graph import topological
@@ -30,9 +32,10 @@ from toolkit.export.int8.graph import topological
 _TOKEN_QMAX = 127.0  # symmetric: |x| / scale in [-127, 127], stored as uint8 with zero point 128
 _MIN_SCALE_MAX = 1e-12  # an all-zero row gets a tiny scale rather than a division by zero
 _PREFIX = "toolkit_per_token"
+PER_TOKEN_ONE = f"{_PREFIX}/one"  # the scalar activation scale of every rewritten MatMulIntegerToFloat
 
 
-def per_token_rewrite(model) -> int:
+def per_token_rewrite(model, unhandled: Optional[dict[str, str]] = None) -> int:
     """Turn every DynamicQuantizeLinear of a `quantize_dynamic` graph into per-token quantization.
 
     For an input x of shape [..., K] feeding MatMulInteger nodes with constant int8 weights:
@@ -40,6 +43,13 @@ def per_token_rewrite(model) -> int:
     [rows], 128) (per-axis: one vectorized pass) reshaped back to [..., K], and each consumer
     becomes MatMulIntegerToFloat(x_q, W, 1.0, w_scale) * scale (see `_rescale_output`).
 
+    A quantizer whose graph does not have that shape (its output also feeds other ops, or a
+    MatMulInteger is not followed by onnxruntime's Cast -> Mul(scale)) is left as it is, and its
+    MatMulInteger nodes are named in `unhandled` with the reason: the caller must keep them float
+    (`quantize_int8` does), since left alone they would quantize per tensor, batch-dependent.
+
+    Args:
+        unhandled: filled with {MatMulInteger node name: why it was not rewritten}.
     Returns:
         How many activations were rewritten.
     """
@@ -62,9 +72,15 @@ def per_token_rewrite(model) -> int:
         model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
     added, dropped, rewritten = [], set(), 0
     for quantizer in [n for n in graph.node if n.op_type == "DynamicQuantizeLinear"]:
-        users = [c for c in consumers.get(quantizer.output[0], []) if c.op_type == "MatMulInteger"]
-        if not users or len(users) != len(consumers.get(quantizer.output[0], [])):
-            continue  # not a weight MatMul input: leave it as onnxruntime wrote it
+        readers = consumers.get(quantizer.output[0], [])
+        users = [c for c in readers if c.op_type == "MatMulInteger"]
+        if not users:
+            continue  # feeds no integer MatMul: nothing to make per-token
+        reason = _unsupported(quantizer, users, readers, consumers, weights)
+        if reason:
+            if unhandled is not None:
+                unhandled.update({matmul.name: reason for matmul in users})
+            continue
         k = int(weights[users[0].input[1]].dims[0])
         added += _quantize_rows(quantizer, k)
         for matmul in users:
@@ -78,6 +94,27 @@ def per_token_rewrite(model) -> int:
 
 
 # ---------------------------------------------------------------------------- helpers
+
+
+def _unsupported(quantizer, users: list, readers: list, consumers: dict, weights: dict) -> str:
+    """Why this quantizer cannot be made per-token, or "" when it can."""
+    others = sorted({c.op_type for c in readers if c.op_type != "MatMulInteger"})
+    if others:
+        return f"its quantized activation {quantizer.input[0]} also feeds {', '.join(others)}"
+    for matmul in users:
+        if matmul.input[1] not in weights:
+            return f"the weight of {matmul.name} is not a constant"
+        casts = consumers.get(matmul.output[0], [])
+        if len(casts) != 1 or casts[0].op_type != "Cast":
+            return f"{matmul.name} is not followed by one Cast"
+        muls = [c for c in consumers.get(casts[0].output[0], []) if c.op_type == "Mul"]
+        if len(muls) != 1:
+            return f"{matmul.name}'s Cast is not followed by one scale Mul"
+        combined = [i for i in muls[0].input if i != casts[0].output[0]]
+        if not combined or not any(combined[0] in c.output for c in consumers.get(quantizer.output[1], [])):
+            return f"{matmul.name}'s output scale is not the activation scale times a weight scale"
+    return ""
+
 
 
 def _quantize_rows(quantizer, k: int) -> list:

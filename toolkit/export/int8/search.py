@@ -27,11 +27,20 @@ class GateOutcome:
     flips: int
     mean_abs_diff: float
     failures: list[str] = field(default_factory=list)
+    error: str = ""  # the candidate could not be built or scored: this step failed, the search went on
 
     def to_dict(self) -> dict:
-        return {"passed": self.passed, "macro_drop": self.macro_drop, "worst_label": self.worst_label,
-                "worst_drop": self.worst_drop, "flips": self.flips, "mean_abs_diff": self.mean_abs_diff,
-                "failures": list(self.failures)}
+        entry = {"passed": self.passed, "macro_drop": _finite(self.macro_drop), "worst_label": self.worst_label,
+                 "worst_drop": _finite(self.worst_drop), "flips": self.flips,
+                 "mean_abs_diff": _finite(self.mean_abs_diff), "failures": list(self.failures)}
+        return dict(entry, error=self.error) if self.error else entry
+
+
+def _finite(x: float) -> Optional[float]:
+    """JSON has no inf/nan: a step that errored records null."""
+    import math
+
+    return x if math.isfinite(x) else None
 
 
 @dataclass
@@ -66,7 +75,11 @@ def search_int8(build: Callable[[bool, tuple[str, ...]], Path], evaluate: Callab
     result = Int8Search(smoothing=False, float_nodes=(), outcome=None)
 
     def step(smooth: bool, floats: tuple[str, ...], what: str) -> GateOutcome:
-        outcome = evaluate(build(smooth, floats))
+        try:
+            outcome = evaluate(build(smooth, floats))
+        except Exception as e:  # a candidate that cannot be built or run is a failed step, not a failed export
+            outcome = _errored(e)
+            log.warning("int8 search: %s could not be built or scored (%s); the search goes on", what, outcome.error)
         result.trace.append({"step": what, "smoothing": smooth, "float_nodes": list(floats),
                              "seconds": round(time.perf_counter() - started, 1), **outcome.to_dict()})
         log.info("int8 search: %s -> %s (macro drop %.4f, worst %s %.4f)", what,
@@ -111,8 +124,23 @@ def _rank_sensitivity(build, proxy_error, smooth: bool, candidates: Sequence[str
             log.warning("int8 search: sensitivity measured for %d of %d MatMuls before half the budget ran out",
                         len(scores), len(candidates))
             break
-        scores[name] = proxy_error(build(smooth, (name,)))
+        try:
+            scores[name] = proxy_error(build(smooth, (name,)))
+        except Exception as e:  # one MatMul that cannot be measured is left unranked; the others still count
+            log.warning("int8 search: sensitivity of %s not measured (%s)", name, _first_line(e))
     return scores
+
+
+def _errored(e: Exception) -> GateOutcome:
+    message = _first_line(e)
+    return GateOutcome(passed=False, macro_drop=float("inf"), worst_label="", worst_drop=float("inf"), flips=0,
+                       mean_abs_diff=float("nan"), failures=[f"candidate failed: {message}"], error=message)
+
+
+def _first_line(e: Exception) -> str:
+    from toolkit.errors import first_line
+
+    return first_line(e)
 
 
 def _better(a: GateOutcome, b: GateOutcome) -> bool:
