@@ -177,9 +177,10 @@ def test_cli_serves_until_ctrl_c(tiny_export_session, tmp_path):
         found = re.match(rf"serving .* at http://127\.0\.0\.1:{port} \(1 replica\(s\) x \d thread\(s\), "
                          rf"ingress {ingress}\); Ray at (\S+) \(auth token\)", line)
         assert found, line
-        # a Ray client without the token (none in its HOME, auth not enabled) connects to the GCS:
-        # refused (~20 s of retries; runs while the HTTP checks do)
-        stranger_env = {**{k: v for k, v in env.items() if not k.startswith("RAY_")}, "HOME": str(tmp_path)}
+        # a Ray client without the token (none in its HOME, auth not enabled) connects to the GCS: refused.
+        # Two connection attempts, not Ray's default 20 (RAY_gcs_server_port_wait_time_s, one per second).
+        stranger_env = {**{k: v for k, v in env.items() if not k.startswith("RAY_")}, "HOME": str(tmp_path),
+                        "RAY_gcs_server_port_wait_time_s": "2"}
         stranger = subprocess.Popen([sys.executable, "-c", f"import ray; ray.init(address={found[1]!r})"],
                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=stranger_env)
         status, info = _request(f"http://127.0.0.1:{port}", "/info")
