@@ -109,11 +109,14 @@ def browser(web_packages):
 
 @pytest.fixture(scope="module")
 def served_sites(tiny_export_session, web_packages, tmp_path_factory):
-    """An fp32 and an int8 (auto) folder, served on 127.0.0.1 by examples/web/serve.py; stopped by its pid."""
+    """An fp32 folder and an int8 (auto) one that also ships the WebGPU build, served on 127.0.0.1 by
+    examples/web/serve.py; stopped by its pid. Chromium runs with --disable-gpu: no adapter, so the page
+    must fall back to the WASM build."""
     root = tmp_path_factory.mktemp("sites")
-    for name, variant in (("fp32", "fp32"), ("auto", "auto")):
-        result = _web([tiny_export_session, "--out", root / name, "--variant", variant])
+    for name, extra in (("fp32", ["--variant", "fp32"]), ("auto", ["--webgpu"])):
+        result = _web([tiny_export_session, "--out", root / name, *extra])
         assert result.exit_code == 0, result.output
+    assert json.loads((root / "auto" / "web.json").read_text())["ort"]["webgpu"] == "vendor/ort.webgpu.min.mjs"
     server = subprocess.Popen([sys.executable, str(REPO / "examples" / "web" / "serve.py"), str(root), "--port", "0"],
                               stdout=subprocess.PIPE, text=True)
     try:
@@ -165,6 +168,7 @@ def test_page_int8_in_one_wasm_thread_matches_python(browser, served_sites, tiny
     from toolkit.runtime import EmotionClassifier
 
     page = _drive(browser, served_sites + "auto/", PAGE_TEXTS, tmp_path, threads=1)
+    # WebGPU shipped but no adapter (--disable-gpu): the WASM build runs
     assert page["errors"] == [] and page["variant"] == "int8" and page["where"] == "WASM, 1 thread"
     clf = EmotionClassifier.load(tiny_export_session, variant="int8")
     expected = clf.predict_proba(PAGE_TEXTS)
