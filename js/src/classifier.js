@@ -517,6 +517,11 @@ function sigmoid(x) {
 }
 
 async function sha256(bytes) {
+  if (!globalThis.crypto?.subtle) {
+    // browsers expose WebCrypto only to secure contexts: https, or http on localhost/127.0.0.1
+    throw new ToolkitError("checking sha256 needs WebCrypto, which this page lacks (served over plain http " +
+                           "from another host?); serve it over https, or load with {verify: false}");
+  }
   const digest = await globalThis.crypto.subtle.digest("SHA-256", bytes);
   return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
 }
