@@ -3,8 +3,7 @@
 cli.py keeps one function per command (options -> config -> one call -> summary); the parsing of
 comma lists, per-variant limits and variant names, the options several commands repeat, the
 score progress bar and the metric tables live here so that each command reads in one screen.
-Like cli.py, nothing here imports torch or onnxruntime. STYLE.md's layout has cli.py alone; this
-is its helper half, imported by nothing else.
+Like cli.py, nothing here imports torch or onnxruntime; only cli.py imports it.
 """
 from __future__ import annotations
 

@@ -43,7 +43,6 @@ from toolkit.errors import DataError
 
 log = logging.getLogger(__name__)
 
-FORMATS = DATA_FORMATS
 _EXTENSIONS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl"}
 _VALIDATION_NAMES = ("dev", "validation", "val")
 _BINARY_VALUES = {"1": 1.0, "1.0": 1.0, "true": 1.0, "0": 0.0, "0.0": 0.0, "false": 0.0}
@@ -381,8 +380,8 @@ def _split_files(directory: Path, fmt: str | None) -> dict[str, Path]:
 
 def _detect_format(path: Path, fmt: str | None) -> str:
     if fmt:
-        if fmt not in FORMATS:
-            raise DataError(f"{path}: unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+        if fmt not in DATA_FORMATS:
+            raise DataError(f"{path}: unknown format {fmt!r}; choose one of {', '.join(DATA_FORMATS)}")
         return fmt
     ext = path.suffix.lower()
     if ext == ".tsv" and (path.parent / "emotions.txt").is_file():

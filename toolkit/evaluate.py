@@ -1,7 +1,7 @@
 """`toolkit evaluate`: a checkpoint's metrics on labelled texts, at its stored thresholds and at 0.5.
 
-Not in STYLE.md's layout, where train.py is the fine-tuning loop: scoring a saved checkpoint is a
-verb of its own (cli -> evaluate -> modeling/data/metrics), so it lives beside train, not in it.
+Loads the checkpoint (toolkit.modeling), reads the texts and labels (toolkit.data), scores them
+with PyTorch and computes the metrics (toolkit.metrics); cli -> evaluate -> modeling/data/metrics.
 """
 from __future__ import annotations
 

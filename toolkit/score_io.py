@@ -2,8 +2,7 @@
 
 Both engines (toolkit.score) read rows through these functions, so they agree row by row, and
 write through the one `OutputWriter`. JSONL is parsed here; CSV and Parquet through pyarrow,
-imported when needed with a pip hint. STYLE.md puts batch scoring in score.py; its file I/O is
-split out so that the engines and the formats each fit in one module.
+imported when needed with a pip hint.
 """
 from __future__ import annotations
 
@@ -22,7 +21,7 @@ import numpy as np
 from toolkit.config import ScoreConfig
 from toolkit.errors import DataError, ToolkitError
 
-FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
+SCORE_FILE_FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 RESERVED_COLUMNS = ("id", "labels", "variant", "error")
 CSV_LABEL_SEPARATOR = ";"
 PYARROW_HINT = "pip install pyarrow (or `pip install toolkit[serve]`)"
@@ -52,14 +51,14 @@ def resolve_inputs(pattern: str) -> tuple[list[Path], str]:
 
 
 def input_format(path: Path) -> str:
-    fmt = FORMATS.get(Path(path).suffix.lower())
+    fmt = SCORE_FILE_FORMATS.get(Path(path).suffix.lower())
     if fmt is None:
-        raise DataError(f"{path}: unknown extension; inputs are {', '.join(FORMATS)}")
+        raise DataError(f"{path}: unknown extension; inputs are {', '.join(SCORE_FILE_FORMATS)}")
     return fmt
 
 
 def output_format(path: Path) -> str:
-    fmt = FORMATS.get(Path(path).suffix.lower())
+    fmt = SCORE_FILE_FORMATS.get(Path(path).suffix.lower())
     if fmt is None:
         raise ToolkitError(f"{path}: unknown output extension; use .jsonl, .csv or .parquet")
     return fmt

@@ -2,8 +2,7 @@
 
 `open_session` never falls back to CPU silently: a GPU provider that is named and does not attach
 is a ProviderError (onnxruntime itself only logs it). numpy + onnxruntime only, like toolkit.runtime,
-which re-exports these names. STYLE.md's layout has one runtime.py; the session layer is split out
-so that the classifier (toolkit.runtime) and the provider rules each read in one place.
+which re-exports these names.
 """
 from __future__ import annotations
 

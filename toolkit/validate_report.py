@@ -1,8 +1,7 @@
 """Rendering a `toolkit validate` result: the plain summary table and the Markdown report.
 
 Numbers stay numbers in `toolkit.validate`'s dataclasses until these functions format them; the
-Markdown table layout is shared with `toolkit bench` (toolkit.tables). STYLE.md's validate.py is
-"returns a report, raises once"; rendering that report is this module's one job.
+Markdown table layout is shared with `toolkit bench` (toolkit.tables).
 """
 from __future__ import annotations
 

@@ -20,11 +20,11 @@ from toolkit.bench.report import format_markdown, format_summary, plot_result
 from toolkit.bench.results import SCHEMA, BenchRecord, BenchResult, MachineInfo, load_result, result_to_dict, \
     write_csv
 from toolkit.bench.run import RESULTS_DIR, RUNS_DIR, run_bench, select_providers
-from toolkit.bench.scenarios import PRESET_LABELS, PRESETS, prepare_preset
+from toolkit.bench.scenarios import PRESET_LABELS, PRESET_SPECS, prepare_preset
 from toolkit.bench.timing import TimingStats, round_robin, timing_stats
 
 __all__ = [
-    "run_bench", "select_providers", "prepare_preset", "PRESETS", "PRESET_LABELS",
+    "run_bench", "select_providers", "prepare_preset", "PRESET_SPECS", "PRESET_LABELS",
     "BenchRecord", "BenchResult", "MachineInfo", "TimingStats", "SCHEMA", "RESULTS_DIR", "RUNS_DIR",
     "INPUT_SEED", "MIN_ITERATIONS",
     "timing_stats", "round_robin", "machine_info",

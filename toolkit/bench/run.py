@@ -12,7 +12,7 @@ import logging
 from pathlib import Path
 
 from toolkit import artifacts, runtime
-from toolkit.bench import scenarios
+from toolkit.bench.scenarios import SEED_LOOP_TEXTS, prepare_preset, preset_source
 from toolkit.bench.environment import machine_info, versions
 from toolkit.bench.fixed import MIN_ITERATIONS, bench_fixed
 from toolkit.bench.report import plot_result, require_matplotlib
@@ -113,8 +113,8 @@ def _measure(cfg: BenchConfig, export_dir: Path, manifest: dict, variants: list[
 
 def _resolve_source(cfg: BenchConfig) -> tuple[Path, dict]:
     if cfg.preset:
-        export_dir = scenarios.prepare_preset(cfg.preset)
-        return export_dir, scenarios.preset_source(cfg.preset, export_dir)
+        export_dir = prepare_preset(cfg.preset)
+        return export_dir, preset_source(cfg.preset, export_dir)
     export_dir = Path(cfg.export or DEFAULT_EXPORT)
     return export_dir, {"name": str(export_dir), "preset": None, "export": str(export_dir), "weights": "trained"}
 
@@ -164,7 +164,7 @@ def _settings(cfg: BenchConfig, measured: Measured, threads: int, variants: list
         settings["tensorrt"] = {"session": "toolkit.runtime.open_session: the variant's own precision, "
                                            "no trt_fp16_enable", "engine_cache": str(runtime.tensorrt_cache_dir())}
     if cfg.data:
-        settings["seed_loop_texts"] = scenarios.SEED_LOOP_TEXTS
+        settings["seed_loop_texts"] = SEED_LOOP_TEXTS
     if cfg.baseline:
         import torch
 

@@ -30,7 +30,7 @@ PRESET_SEED = 0
 SEED_LOOP_TEXTS = 300  # the one-text-at-a-time loop is slow; 300 texts give a stable rate in seconds
 SEED_LOOP_MAX_LENGTH = 128  # the seed notebook's predict_emotions pads every text to 128 tokens
 
-PRESETS = {
+PRESET_SPECS = {
     # bert-base-uncased's shape (Devlin et al.) with RANDOM weights: for speed only.
     "bert-base": {"architecture": "bert", "vocab_size": 30522, "hidden_size": 768, "num_hidden_layers": 12,
                   "num_attention_heads": 12, "intermediate_size": 3072, "max_position_embeddings": 512,
@@ -57,8 +57,8 @@ def prepare_preset(name: str, cache_dir: Path = CACHE_DIR) -> Path:
     from toolkit.config import ExportConfig
     from toolkit.export import export_model
 
-    if name not in PRESETS:
-        raise ToolkitError(f"unknown preset {name!r}: choose from {', '.join(PRESETS)}")
+    if name not in PRESET_SPECS:
+        raise ToolkitError(f"unknown preset {name!r}: choose from {', '.join(PRESET_SPECS)}")
     base = Path(cache_dir) / name
     checkpoint, export_dir = base / "checkpoint", base / "export"
     spec = preset_spec(name)
@@ -76,16 +76,16 @@ def prepare_preset(name: str, cache_dir: Path = CACHE_DIR) -> Path:
 def preset_source(name: str, export_dir: Path) -> dict:
     """The `source` block of a preset's result: what was measured, and that its weights mean nothing."""
     return {"name": f"preset {name}", "preset": name, "export": str(export_dir),
-            "weights": PRESETS[name]["weights"], "shape": preset_shape(name)}
+            "weights": PRESET_SPECS[name]["weights"], "shape": preset_shape(name)}
 
 
 def preset_spec(name: str) -> dict:
-    return {"preset": name, **PRESETS[name], "labels": PRESET_LABELS, "max_length": PRESET_MAX_LENGTH,
+    return {"preset": name, **PRESET_SPECS[name], "labels": PRESET_LABELS, "max_length": PRESET_MAX_LENGTH,
             "seed": PRESET_SEED}
 
 
 def preset_shape(name: str) -> dict:
-    spec = PRESETS[name]
+    spec = PRESET_SPECS[name]
     return {k: v for k, v in spec.items() if k not in ("architecture", "weights")}
 
 

@@ -15,7 +15,7 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 
 from toolkit import artifacts, runtime
-from toolkit.bench import scenarios
+from toolkit.bench.scenarios import optimum_plans, seed_loop_plans
 from toolkit.bench.environment import OtherCpu
 from toolkit.bench.results import REAL_TEXT, BenchRecord, Measured, finish_case, make_record
 from toolkit.bench.runners import OrtRunner, Plan, TorchRunner, attention_of, bound, device_of, \
@@ -111,9 +111,9 @@ def _comparison_plans(corpus: _Corpus, manifest: dict, variants: list[str], runn
     measured again in every case so that it shares the case's noise."""
     in_order = chunked(corpus.texts, batch)
     variant = Variant.INT8.value if Variant.INT8 in variants else variants[0]
-    plans = scenarios.optimum_plans(corpus.export_dir, manifest["variants"][variant]["file"], variant, providers,
-                                    threads, in_order, batch, corpus.max_length, corpus.padded_tokens(in_order), notes)
-    return plans + scenarios.seed_loop_plans([r for r in runners if isinstance(r, TorchRunner)], corpus.texts)
+    plans = optimum_plans(corpus.export_dir, manifest["variants"][variant]["file"], variant, providers,
+                          threads, in_order, batch, corpus.max_length, corpus.padded_tokens(in_order), notes)
+    return plans + seed_loop_plans([r for r in runners if isinstance(r, TorchRunner)], corpus.texts)
 
 
 def _time_plans(cfg: BenchConfig, plans: list[Plan], batch: int, notes: list[str]) -> list[BenchRecord]:
