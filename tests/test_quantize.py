@@ -336,3 +336,22 @@ def test_int8_settings_account_for_every_weight_matmul(tiny_export_session):
     assert settings["matmuls"]["per_tensor"] == 0
     assert set(settings["matmuls"]["float"]) == {"/classifier/Gemm_MatMul"}
     assert settings["matmuls"]["float"]["/classifier/Gemm_MatMul"] == "the logits layer: kept float by design"
+
+
+def test_slow_first_steps_still_leave_time_to_rank_and_fall_back(tmp_path):
+    """The first two steps took over half the budget (DistilBERT's shape on a busy machine): the ranking
+    gets half of what is left, so the float fallback still runs (it used to rank nothing and stop)."""
+    import time
+
+    failing = quantize.GateOutcome(False, 0.5, "x", 0.5, 10, 0.1, ["int8 macro_f1_drop: 0.5 > limit 0.01"])
+    passing = quantize.GateOutcome(True, 0.0, "x", 0.0, 0, 0.01, [])
+
+    def evaluate(path):
+        if path.name == "plain":
+            time.sleep(0.6)  # per-token and + smoothing: 1.2 s of the 2 s budget
+            return failing
+        return passing
+
+    result = quantize.search_int8(lambda smooth, floats: tmp_path / ("float" if floats else "plain"), evaluate,
+                                  lambda p: 0.0, ["a", "b"], budget_s=2.0, max_float=2)
+    assert result.sensitivity and result.passed is True and result.float_nodes == ("a",)
