@@ -139,6 +139,15 @@ def _drive(node: str, url: str, texts: list[str], tmp_path: Path, **options) -> 
     return json.loads(out.stdout)
 
 
+def _proba(node: str, url: str, texts: list[str], tmp_path: Path) -> dict:
+    texts_file = tmp_path / "proba.json"
+    texts_file.write_text(json.dumps(texts), encoding="utf-8")
+    out = subprocess.run([node, str(JS / "bin" / "drive-page.js"), url, "--proba", str(texts_file)],
+                         capture_output=True, text=True, timeout=300, cwd=JS)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return json.loads(out.stdout)
+
+
 def _page_scores(page: dict) -> tuple[np.ndarray, np.ndarray]:
     scores = np.array([[row["score"] for row in rows] for rows in page["results"]], dtype=np.float32)
     decisions = np.array([[row["on"] for row in rows] for rows in page["results"]])
@@ -177,3 +186,22 @@ def test_page_int8_in_one_wasm_thread_matches_python(browser, served_sites, tiny
     print(f"browser int8 vs python int8: max |d| {np.abs(scores - expected).max():.2e}, agreement {agreement:.4f}")
     assert np.abs(scores - expected).max() <= 1e-4
     assert agreement == 1.0
+
+
+@pytest.mark.slow
+def test_page_batch_scores_equal_python_on_1000_goemotions_dev_texts(browser, served_sites, tiny_export_session,
+                                                                      goemotions_dir, tmp_path):
+    """Real text through the page's classifier in one call (length-sorted batches of 32, as an app calls it)."""
+    from test_js_runtime import EDGE_TEXTS
+
+    from toolkit.data import read_dataset
+    from toolkit.runtime import EmotionClassifier
+
+    texts = read_dataset(goemotions_dir / "dev.tsv").texts[:1000] + EDGE_TEXTS
+    page = _proba(browser, served_sites + "fp32/", texts, tmp_path)
+    clf = EmotionClassifier.load(tiny_export_session, variant="fp32")
+    expected = clf.predict_proba(texts)
+    got = np.asarray(page["probs"], dtype=np.float32)
+    assert page["errors"] == [] and got.shape == expected.shape
+    assert np.abs(got - expected).max() <= 1e-5
+    np.testing.assert_array_equal(got >= clf.thresholds, expected >= clf.thresholds)

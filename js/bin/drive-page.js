@@ -5,10 +5,11 @@
  * benchmarks/web_runtime.py.
  *
  *   node js/bin/drive-page.js URL [--texts FILE.json] [--type N] [--threads N] [--screenshot OUT.png]
- *                             [--bench FILE.json --repeats N] [--chromium /usr/bin/chromium]
+ *                             [--proba FILE.json] [--bench FILE.json --repeats N] [--chromium /usr/bin/chromium]
  *
  * --texts: type each text into the page (the first N keystroke by keystroke with --type N, the rest
  *   filled at once) and read every label's score, threshold tick and decision back from the DOM.
+ * --proba: the page's classifier on all the file's texts in one call (batched, as an app calls it).
  * --bench: time the page's classifier in the page itself: p50 of one text, texts/s over the file's texts.
  */
 import { readFileSync } from "node:fs";
@@ -28,6 +29,7 @@ async function main() {
     options: {
       texts: { type: "string" }, type: { type: "string", default: "0" }, threads: { type: "string" },
       screenshot: { type: "string" }, bench: { type: "string" }, repeats: { type: "string", default: "3" },
+      proba: { type: "string" },
       chromium: { type: "string", default: "/usr/bin/chromium" },
     },
   });
@@ -51,6 +53,10 @@ async function main() {
     }));
     const out = { ...info, errors };
     if (values.texts) out.results = await typeTexts(page, JSON.parse(readFileSync(values.texts, "utf-8")), Number(values.type));
+    if (values.proba) {
+      out.probs = await page.evaluate((texts) => window.toolkit.classifier.predictProba(texts),
+                                      JSON.parse(readFileSync(values.proba, "utf-8")));
+    }
     if (values.bench) out.bench = await bench(page, JSON.parse(readFileSync(values.bench, "utf-8")), Number(values.repeats));
     if (values.screenshot) await page.screenshot({ path: values.screenshot });
     process.stdout.write(JSON.stringify(out) + "\n");
