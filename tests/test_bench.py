@@ -11,6 +11,7 @@ import json
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -327,7 +328,10 @@ def sweep(tiny_export_session, tmp_path_factory):
     out = tmp_path_factory.mktemp("sweep")
     cfg = BenchConfig(export=tiny_export_session, batches=(1, 2), seq_lens=(8, 16), iterations=3, warmup=1,
                       provider="cpu", json_path=out / "r.json", csv_path=out / "r.csv", command="toolkit bench test")
-    return bench.run_bench(cfg)
+    started = time.perf_counter()
+    result = bench.run_bench(cfg)
+    result.wall_s = time.perf_counter() - started  # an outside clock for the records' own numbers
+    return result
 
 
 def test_sweep_records_every_case_and_variant(sweep, tiny_export_session):
@@ -345,6 +349,10 @@ def test_sweep_records_every_case_and_variant(sweep, tiny_export_session):
         assert r.latency_p50_ms <= r.latency_p90_ms <= r.latency_p99_ms
         # batch / mean latency is the throughput
         assert r.sequences_per_s == pytest.approx(r.batch / (r.latency_mean_ms / 1e3), rel=1e-9)
+        # checked against a clock outside bench: the timed runs fit in the run's wall time (a unit slip,
+        # ms for s or a wrong run count, breaks this), so the rate is at least what the wall time allows
+        assert r.iterations * r.latency_mean_ms / 1e3 <= sweep.wall_s
+        assert r.sequences_per_s >= r.batch * r.iterations / sweep.wall_s
         assert r.speedup is not None and r.speedup_vs == "pytorch-fp32"
     assert all(r.speedup == pytest.approx(1.0, abs=1e-12) for r in sweep.records if r.variant == "pytorch-fp32")
 
@@ -439,7 +447,9 @@ def test_real_text_mode(tiny_export_session, in_tmp):
     data.write_text("text,labels\n" + "".join(f'"{t}",joy\n' for t in TEXTS), encoding="utf-8")
     cfg = BenchConfig(export=tiny_export_session, data=data, batches=(4,), seq_lens=(16,), iterations=1, warmup=1,
                       provider="cpu", json_path=in_tmp / "r.json", csv_path=in_tmp / "r.csv")
+    started = time.perf_counter()
     result = bench.run_bench(cfg)
+    wall_s = time.perf_counter() - started
     manifest = json.loads((tiny_export_session / "manifest.json").read_text())
     variants = [v.value for v in Variant if v.value in manifest["variants"]]
     rows = {(r.variant, r.padding): r for r in result.records}
@@ -458,6 +468,7 @@ def test_real_text_mode(tiny_export_session, in_tmp):
             assert r.batch == 4 and r.iterations == batches and r.speedup_vs == "pytorch-seed-loop"
         # one pass: every text once, in `iterations` timed calls
         assert r.sequences_per_s == pytest.approx(n / (r.latency_mean_ms / 1e3 * r.iterations), rel=1e-9)
+        assert r.sequences_per_s >= n / wall_s  # the pass fits in the run's wall time (an outside clock)
     padded = rows[(variants[0], "max_length")]
     assert padded.seq_len == 16 and padded.tokens_per_s == pytest.approx(padded.sequences_per_s * 16, rel=1e-9)
     bucket = rows[(variants[0], "bucket")]
