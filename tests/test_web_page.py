@@ -31,7 +31,7 @@ def _web(args: list[str]):
     return CliRunner().invoke(cli, ["web", *map(str, args)])
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # session: pytest sets wider fixtures up first, so this skips before any training
 def web_packages():
     for package in ("onnxruntime-web", "@huggingface/tokenizers"):
         if not (JS / "node_modules" / package / "package.json").is_file():
@@ -41,7 +41,7 @@ def web_packages():
 # ---------------------------------------------------------------------------- the folder
 
 
-def test_web_folder_ships_one_variant_and_states_its_size(tiny_export_session, web_packages, tmp_path):
+def test_web_folder_ships_one_variant_and_states_its_size(web_packages, tiny_export_session, tmp_path):
     from toolkit.runtime import EmotionClassifier
 
     out = tmp_path / "site"
@@ -71,7 +71,7 @@ def test_web_folder_ships_one_variant_and_states_its_size(tiny_export_session, w
     np.testing.assert_array_equal(trimmed, full)
 
 
-def test_web_errors_write_nothing(tiny_export_session, web_packages, tmp_path):
+def test_web_errors_write_nothing(web_packages, tiny_export_session, tmp_path):
     out = tmp_path / "site"
     bad = _web([tiny_export_session, "--out", out, "--variant", "bf16"])
     assert bad.exit_code == 2 and "no variant 'bf16'" in bad.output and not out.exists()
@@ -97,7 +97,7 @@ def test_web_without_node_modules_says_how_to_install(tiny_export_session, tmp_p
 # ---------------------------------------------------------------------------- the page in Chromium
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def browser(web_packages):
     node = shutil.which("node")
     if node is None or not CHROMIUM.is_file():
@@ -108,7 +108,7 @@ def browser(web_packages):
 
 
 @pytest.fixture(scope="module")
-def served_sites(tiny_export_session, web_packages, tmp_path_factory):
+def served_sites(web_packages, tiny_export_session, tmp_path_factory):
     """An fp32 folder and an int8 (auto) one that also ships the WebGPU build, served on 127.0.0.1 by
     examples/web/serve.py; stopped by its pid. Chromium runs with --disable-gpu: no adapter, so the page
     must fall back to the WASM build."""
