@@ -111,6 +111,36 @@ def test_evaluate_cli_reports_metrics_and_json(trained, tmp_path):
     assert [m["label"] for m in data["stored_thresholds"]["per_label"]] == FILE_LABELS
 
 
+def test_checkpoint_pins_its_data_and_says_how_each_threshold_was_set(trained, reordered_csv, tmp_path):
+    from toolkit.config import DataConfig
+    from toolkit.data import fingerprint, load_splits
+    from toolkit.metrics import MIN_TUNE_POSITIVES
+
+    out, _ = trained
+    meta = json.loads((out / artifacts.CHECKPOINT_META).read_text())
+    spec = meta["data"]
+    assert spec["files"] == {str(reordered_csv.resolve()): artifacts.sha256_file(reordered_csv)}
+    splits = load_splits(DataConfig(path=reordered_csv, seed=5))
+    assert spec["fingerprints"]["validation"] == fingerprint(splits.validation)
+    assert spec["fingerprints"]["train"]["rows"] == 1350 and spec["fingerprints"]["validation"]["rows"] == 150
+    rules = meta["threshold_rules"]
+    assert rules["min_positives"] == MIN_TUNE_POSITIVES and rules["few_positive_rule"] == "bagged"
+    assert list(rules["labels"]) == FILE_LABELS
+    positives = splits.validation.labels.sum(0)
+    for j, name in enumerate(FILE_LABELS):  # the rule follows each label's validation positives
+        rule = rules["labels"][name]
+        assert rule["positives"] == int(positives[j])
+        assert rule["rule"] == ("tuned" if positives[j] >= MIN_TUNE_POSITIVES else "bagged" if positives[j] else "default")
+    # evaluate names the texts it scored and shows the Jaccard index
+    result = CliRunner().invoke(cli, ["evaluate", "--checkpoint", str(out), "--json", str(tmp_path / "e.json")])
+    assert result.exit_code == 0, result.output
+    assert f"150 texts (150 rows, sha256 {spec['fingerprints']['validation']['rows_sha256'][:12]})" in result.output
+    assert "Jaccard (samples)" in result.output
+    report = json.loads((tmp_path / "e.json").read_text())
+    assert report["data_fingerprint"] == spec["fingerprints"]["validation"]
+    assert 0.0 < report["stored_thresholds"]["jaccard_samples"] < 1.0
+
+
 def test_train_refuses_to_overwrite_without_force(trained, reordered_csv):
     out, _ = trained
     before = (out / "model.safetensors").read_bytes()
