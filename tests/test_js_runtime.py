@@ -15,6 +15,7 @@ import pytest
 
 from toolkit import artifacts
 from toolkit.config import Gates
+from toolkit.errors import ArtifactError
 from toolkit.metrics import compute_metrics
 
 JS = Path(__file__).resolve().parents[1] / "js"
@@ -271,6 +272,22 @@ def test_node_loads_what_auto_picks_from_the_manifest(node, tiny_export):
     artifacts.write_manifest(tiny_export, manifest)
     variant, _ = node_proba(node, tiny_export, ["hello"], "auto")
     assert variant == "fp32"
+
+
+def test_node_never_picks_an_openvino_variant(node, tiny_export):
+    """An OpenVINO IR (manifest backend "openvino") may be what Python's auto picks on a CPU it was validated on;
+    onnxruntime cannot run it, so the JS auto ranks the ONNX variants only and naming it is a clear error."""
+    from toolkit.web import build_web
+
+    manifest = artifacts.read_manifest(tiny_export)
+    manifest["variants"]["ov_int8"] = {"file": "model.onnx", "backend": "openvino", "status": "ok"}
+    manifest[artifacts.VALIDATION_STATUS] = {v: {"passed": True, "failures": []} for v in ("ov_int8", "int8", "fp32")}
+    artifacts.write_manifest(tiny_export, manifest)
+    assert node_proba(node, tiny_export, ["hello"], "auto")[0] == "int8"
+    out = _run_node(node, [str(PREDICT), str(tiny_export), "--variant", "ov_int8", "x"], check=False)
+    assert out.returncode == 2 and "variant ov_int8 runs on openvino, not onnxruntime" in out.stderr
+    with pytest.raises(ArtifactError, match="variant ov_int8 runs on openvino, not onnxruntime; a browser runs"):
+        build_web(tiny_export, tiny_export.parent / "site", variant="ov_int8")
 
 
 # ---------------------------------------------------------------------------- errors

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Optional
 
 from toolkit import artifacts
-from toolkit.errors import ToolkitError
+from toolkit.errors import ArtifactError, ToolkitError
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +81,14 @@ def build_web(export_dir: Path, out: Path, variant: str = "auto", webgpu: bool =
     manifest = artifacts.read_manifest(export_dir)
     _check_labels(export_dir, manifest)
     verify_files(export_dir, manifest)
-    name, model_file = _choose_variant(export_dir, manifest, variant, "cpu")
+    # onnxruntime-web runs ONNX files only: an OpenVINO IR variant (backend "openvino") is not a candidate
+    onnx = {k: v for k, v in (manifest.get("variants") or {}).items()
+            if isinstance(v, dict) and v.get("backend", "onnxruntime") == "onnxruntime"}
+    other = (manifest.get("variants") or {}).get(str(variant).strip().lower())
+    if str(variant).strip().lower() not in onnx and isinstance(other, dict):
+        raise ArtifactError(f"{export_dir}: variant {variant} runs on {other.get('backend')}, not onnxruntime; a "
+                            f"browser runs the ONNX variants: {', '.join(onnx) or 'none in this export'} (or auto)")
+    name, model_file = _choose_variant(export_dir, {**manifest, "variants": onnx}, variant, "cpu")
     js_root = Path(js_dir) if js_dir else DEFAULT_JS_DIR
     sources = _web_sources(js_root, Path(page_dir) if page_dir else DEFAULT_PAGE_DIR,
                            ("wasm", "webgpu") if webgpu else ("wasm",))

@@ -13,7 +13,7 @@ import { EmotionClassifier as Core } from "./classifier.js";
 import { ArtifactError } from "./errors.js";
 
 export { ArtifactError, ToolkitError } from "./errors.js";
-export { AUTO_VARIANTS, DEFAULT_MAX_BATCH, MODEL_INPUTS, autoVariant, failures } from "./classifier.js";
+export { AUTO_VARIANTS, DEFAULT_MAX_BATCH, MODEL_INPUTS, autoVariant, failures, onnxVariant } from "./classifier.js";
 
 export class EmotionClassifier extends Core {
   /**

@@ -265,7 +265,8 @@ function withNmtAsReplace(json) {
 /**
  * The variant `auto` loads: the fastest for the device whose last `toolkit validate` passed on enough
  * evidence (certified); with none, the fastest that did not fail (nor skip) export's int8 gate; never a
- * failed one while another qualifies.
+ * failed one while another qualifies. Only ONNX variants count: an OpenVINO IR (manifest backend
+ * "openvino", which the Python runtime may pick on a CPU it was validated on) has no JavaScript runtime.
  * The same rule as toolkit/runtime.py `_auto_variant`.
  *
  * @param {object} manifest - an export's manifest.json.
@@ -273,11 +274,11 @@ function withNmtAsReplace(json) {
  * @returns {{variant: string, skipped: string[], validated: boolean, anyTrusted: boolean}}
  */
 export function autoVariant(manifest, onGpu = false) {
-  const variants = Object.keys(manifest.variants ?? {});
+  const variants = Object.keys(manifest.variants ?? {}).filter((v) => onnxVariant(manifest, v));
   const preferred = AUTO_VARIANTS[onGpu ? "gpu" : "cpu"];
   const ranked = [...preferred.filter((v) => variants.includes(v)), ...variants.filter((v) => !preferred.includes(v))];
   const status = manifest[VALIDATION_STATUS] ?? {};
-  const passed = ranked.filter((v) => certified(status[v]));
+  const passed = ranked.filter((v) => certified(status[v]) && failures(manifest, v).length === 0);
   const notFailed = ranked.filter((v) => failures(manifest, v).length === 0);
   const pool = passed.length ? passed : notFailed.length ? notFailed : ranked;
   const variant = pool[0];
@@ -304,6 +305,12 @@ export function failures(manifest, name) {
   return [];
 }
 
+/** A variant onnxruntime runs: no backend named in the manifest, or "onnxruntime". */
+export function onnxVariant(manifest, name) {
+  const entry = (manifest.variants ?? {})[name];
+  return Boolean(entry) && typeof entry === "object" && (entry.backend ?? "onnxruntime") === "onnxruntime";
+}
+
 /**
  * A pass that rests on enough evidence (runtime._certified): `toolkit validate` marks a --max-samples smoke
  * test, or a run on too few texts, "restricted", and such a run counts as if the variant was never validated.
@@ -323,6 +330,10 @@ function chooseVariant(store, manifest, variant, onGpu, log) {
   let name = String(variant).trim().toLowerCase();
   if (name === "auto") {
     const auto = autoVariant(manifest, onGpu);
+    if (auto.variant === undefined) {
+      throw new ArtifactError(`${where}: no ONNX variant (this export has ${Object.keys(variants).join(", ")}); ` +
+                              "re-export with `toolkit export --variants fp32,int8`");
+    }
     name = auto.variant;
     if (!auto.validated) {
       log.info(`variant auto: ${store.where("")} was never validated (run \`toolkit validate\`); ` +
@@ -337,6 +348,10 @@ function chooseVariant(store, manifest, variant, onGpu, log) {
     throw new ArtifactError(`${store.where("")}: no variant ${JSON.stringify(variant)}; this export has ` +
                             `${Object.keys(variants).join(", ")} (or use 'auto'); re-export with ` +
                             "`toolkit export --variants ...` to add it");
+  } else if (!onnxVariant(manifest, name)) {
+    const onnx = Object.keys(variants).filter((v) => onnxVariant(manifest, v));
+    throw new ArtifactError(`${store.where("")}: variant ${name} runs on ${variants[name].backend}, not ` +
+                            `onnxruntime; the JavaScript runtime runs ${onnx.join(", ") || "ONNX variants"} (or 'auto')`);
   } else {
     const failed = failures(manifest, name);
     if (failed.length) {

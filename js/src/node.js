@@ -14,7 +14,7 @@ import * as ort from "onnxruntime-node";
 import { EmotionClassifier as Core } from "./classifier.js";
 
 export { ArtifactError, ToolkitError } from "./errors.js";
-export { AUTO_VARIANTS, DEFAULT_MAX_BATCH, MODEL_INPUTS, autoVariant, failures } from "./classifier.js";
+export { AUTO_VARIANTS, DEFAULT_MAX_BATCH, MODEL_INPUTS, autoVariant, failures, onnxVariant } from "./classifier.js";
 
 export class EmotionClassifier extends Core {
   /**
