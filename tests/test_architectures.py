@@ -30,6 +30,20 @@ TRAIN = dict(epochs=8, batch_size=16, lr=3e-3, max_train_samples=1200, seed=7, p
 LEARNED_MACRO_F1 = 0.65
 # The export's int8 search, bounded for the suite (the default is 600 s): tiny models pass at step 1-2.
 SEARCH = dict(int8_search_seconds=60, int8_max_float=2)
+# What onnxruntime's "bert" fusions match per family (structural: the same for any weights); the README's
+# support matrix lists these. DeBERTa's disentangled attention, MPNet's relative bias and ModernBERT's
+# rotary attention are not the BERT attention pattern, so only their LayerNorm/GELU parts fuse.
+FUSED = {
+    "bert": {"Attention", "SkipLayerNormalization", "EmbedLayerNormalization", "BiasGelu"},
+    "distilbert": {"Attention", "SkipLayerNormalization", "EmbedLayerNormalization", "BiasGelu"},
+    "roberta": {"Attention", "SkipLayerNormalization", "BiasGelu"},
+    "xlm-roberta": {"Attention", "SkipLayerNormalization", "BiasGelu"},
+    "albert": {"Attention", "SkipLayerNormalization", "FastGelu"},
+    "electra": {"Attention", "SkipLayerNormalization", "EmbedLayerNormalization", "BiasGelu"},
+    "deberta-v2": {"SkipLayerNormalization", "BiasGelu"},
+    "mpnet": {"SkipLayerNormalization", "BiasGelu"},
+    "modernbert": {"SkipLayerNormalization", "Gelu"},
+}
 PROBE_TEXTS = ["I love this!", "I'm terrified of the dark and I can't stop shaking",
                "ok", "wow, I did not expect that; I am so happy about the news but also a little sad",
                "I'm so angry about the delay", "what a twist: the end of the story"]
@@ -78,6 +92,8 @@ def test_export_writes_three_variants_and_records_fusions(arch):
     fused_ops = manifest["variants"]["fp16"]["fused_ops"]  # contrib ops counted in the file itself
     assert all(fusion["fused"].get(op) == count for op, count in fused_ops.items()), (fusion, fused_ops)
     assert bool(fusion["fused"]) != fusion["nothing_fused"]
+    assert FUSED[arch["name"]] <= set(fusion["fused"]), fusion["fused"]
+    assert ("Attention" in fusion["fused"]) == ("Attention" in FUSED[arch["name"]])
     assert fusion["nothing_fused"] == bool(fusion["note"])  # nothing fused always says why
 
 
