@@ -230,7 +230,9 @@ def test_tiny_export_passes_every_gate(passing):
         assert v.retuned_macro_f1 >= v.metrics.macro_f1 - 1e-9  # tuned on this data: never worse
         label_gate = {"label_f1_drop"} if len(v.insufficient) < len(LABELS_DEMO) else set()
         gated = {"max_abs_diff", "agreement"} if v.variant == "fp32" else {"macro_f1_drop"} | label_gate
-        assert {c.check for c in v.checks} == {"labels", "thresholds", "nan_inf"} | gated
+        # batch_flips: toolkit.batch_dependence, each text alone vs in validate's batches
+        assert {c.check for c in v.checks} == {"labels", "thresholds", "nan_inf", "batch_flips"} | gated
+        assert v.batch_dependence["flips"] == 0 and v.batch_dependence["texts"] == result.n_samples
 
 
 def test_summary_table_and_reports(passing):
@@ -623,6 +625,7 @@ def test_validating_on_the_gate_data_uses_its_certify_part(file_trained, tmp_pat
     gate = artifacts.read_manifest(out)["variants"]["int8"]["settings"]["gate"]
     search, certify = split_search_certify(read_dataset(gate_file))
     assert gate["fingerprint"]["rows"] == 3000 and gate["part_fingerprint"]["rows"] == len(search)
+    assert f"int8 gated on the search half of {gate_file} ({len(search)} rows, sha256" in exported.output
     validated = runner.invoke(cli, ["validate", "--export", str(out), "--provider", "cpu", "--data", str(gate_file),
                                     "--variants", "fp32"])
     assert validated.exit_code == 0, validated.output

@@ -221,6 +221,12 @@ def export(checkpoint, out, variants, opset, int8_mode, calibration_data, gate_d
     result = export_model(cfg)
     click.echo(format_summary(result))
     for variant in result.variants:
+        gate = (variant.settings or {}).get("gate") or {}
+        if gate.get("part_fingerprint"):
+            from toolkit.data import describe_fingerprint
+
+            click.echo(f"{variant.variant} gated on the search half of {gate['data']} "
+                       f"({describe_fingerprint(gate['part_fingerprint'])}); `toolkit validate` certifies on the other half")
         if variant.not_gated:
             click.secho(f"WARNING: {variant.variant} is NOT GATED ({variant.not_gated}); it is written, marked 'not "
                         "gated' in the manifest, and variant auto skips it until `toolkit validate` certifies it",
@@ -235,14 +241,17 @@ def export(checkpoint, out, variants, opset, int8_mode, calibration_data, gate_d
 
 @cli.command()
 @click.option("--export", "export_dir", type=click.Path(path_type=Path), default=DEFAULT_EXPORT, show_default=True)
-@click.option("--data", type=click.Path(path_type=Path), default=None, help="Dataset. Default: the validation split recorded at training.")
+@click.option("--data", type=click.Path(path_type=Path), default=None,
+              help="Dataset, used whole (its certify half when it is the recorded validation split or the int8 gate "
+                   "data). Default: the certify half of the validation split recorded at training, if unchanged.")
 @click.option("--format", "fmt", type=click.Choice(DATA_FORMATS), default=None)
 @click.option("--split", default="dev", show_default=True)
 @click.option("--variants", default=None, callback=artifact_variants,
               help="Comma-separated: fp32, fp16, int8, int8_static. Default: every variant in the export.")
 @provider_option
 @click.option("--batch-size", type=int, default=64, show_default=True)
-@click.option("--max-samples", type=int, default=None, help="Score only the first N texts.")
+@click.option("--max-samples", type=int, default=None,
+              help="Score only the first N texts: a smoke test, whose pass is never recorded as a certificate.")
 @click.option("--report", type=click.Path(path_type=Path), default=None, help="Write the JSON report here too.")
 @click.option("--markdown", type=click.Path(path_type=Path), default=None, help="Write a Markdown report.")
 @click.option("--max-abs-diff-fp32", type=float, default=1e-4, show_default=True, help="fp32 gate: max |prob - PyTorch prob|.")
@@ -257,7 +266,12 @@ def export(checkpoint, out, variants, opset, int8_mode, calibration_data, gate_d
 def validate(export_dir, data, fmt, split, variants, provider, batch_size, max_samples, report, markdown,
              max_abs_diff_fp32, min_agreement_fp32, max_drop_macro, max_drop_label, text_column, labels_column,
              label_columns, ignore_columns, id_column):
-    """Check every variant against PyTorch, per label; exit 1 if any gate fails."""
+    """Check every variant against PyTorch, per label; exit 1 if any gate fails.
+
+    A pass is recorded as the certificate `variant="auto"` trusts only when the texts are enough:
+    not a --max-samples run, and at least half the labels with the positives their gate needs
+    (the others are reported as not enough evidence).
+    """
     from toolkit.config import Gates, ValidateConfig
     from toolkit.errors import ValidationFailed
     from toolkit.validate import format_summary, validate_export
