@@ -628,3 +628,11 @@ def test_validating_on_the_gate_data_uses_its_certify_part(file_trained, tmp_pat
                                     "--variants", "fp32"])
     assert validated.exit_code == 0, validated.output
     assert f"certified texts: certify part, {len(certify)} rows" in validated.output
+
+
+def test_static_int8_calibration_refuses_a_changed_training_file(file_trained, tmp_path):
+    checkpoint, csv, _, _, _ = file_trained  # the file was shuffled after training
+    result = CliRunner().invoke(cli, ["export", "--checkpoint", str(checkpoint), "--out", str(tmp_path / "s"),
+                                      "--variants", "int8", "--int8", "static"])
+    assert result.exit_code != 0 and not (tmp_path / "s").exists()
+    assert "d.csv: changed since training" in result.output and "pass --calibration-data PATH" in result.output

@@ -74,7 +74,8 @@ def calibration_texts(cfg: ExportConfig, loaded) -> list[str]:
         ExportError: no calibration source (a seed state_dict records none) or no texts in it.
     """
     from toolkit.config import DataConfig
-    from toolkit.data import config_from_spec, load_splits
+    from toolkit.data import load_recorded_split, load_splits
+    from toolkit.errors import DataError
 
     source = cfg.calibration_data
     spec = (loaded.meta or {}).get("data")
@@ -88,7 +89,11 @@ def calibration_texts(cfg: ExportConfig, loaded) -> list[str]:
         else:
             texts = load_splits(DataConfig(path=source)).train.texts
     elif spec:
-        texts = load_splits(config_from_spec(spec)).train.texts
+        try:  # the recorded training split, only if the data still matches its fingerprint
+            texts = load_recorded_split(spec, "train").texts
+        except DataError as e:
+            raise ExportError(f"{e}; for --int8 static pass --calibration-data PATH (a dataset or a .txt file, "
+                              "one text per line)") from e
     else:
         raise ExportError(f"{cfg.checkpoint}: --int8 static needs calibration texts and the checkpoint records no "
                           "training data; pass --calibration-data PATH (a dataset or a .txt file, one text per line)")
