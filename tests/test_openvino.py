@@ -33,15 +33,13 @@ def _splits(manifest: dict):
 
 
 @pytest.fixture(scope="module")
-def ov_export(tiny_export_session, tmp_path_factory) -> Path:
-    """The tiny export plus its OpenVINO variants, built and recorded as `toolkit export` does. Read-only."""
+def ov_export(tiny_checkpoint, tmp_path_factory) -> Path:
+    """`toolkit export` of the tiny checkpoint with the OpenVINO variants beside the ONNX ones. Read-only."""
+    from toolkit.export import export_model
+
     out = tmp_path_factory.mktemp("ov") / "tiny"
-    shutil.copytree(tiny_export_session, out)
-    manifest = artifacts.read_manifest(out)
-    texts = _splits(manifest).train.texts[:CALIBRATION_TEXTS]
-    results = ovx.build_openvino_variants(out / artifacts.variant_file(Variant.FP32), out, ovx.VARIANTS,
-                                                texts, manifest["max_length"], manifest["variants"]["int8"]["settings"])
-    ovx.record_openvino_variants(out, manifest, results)
+    export_model(ExportConfig(checkpoint=tiny_checkpoint, out=out, variants=Variant.exportable(),
+                              calibration_samples=CALIBRATION_TEXTS))
     return out
 
 
@@ -71,7 +69,7 @@ def test_export_writes_ir_and_manifest_entries(ov_export):
         assert entry["sha256"] == manifest["files"][entry["file"]]["sha256"]
         assert entry["weights_sha256"] == manifest["files"][entry["weights_file"]]["sha256"]
         assert entry["bytes"] == xml.stat().st_size + weights.stat().st_size
-        assert entry["backend"] == "openvino" and entry["status"] == "ok"
+        assert entry["backend"] == "openvino" and entry["status"] == "ok", entry["failures"]
         assert entry["inference_precision"] == ovx.INFERENCE_PRECISION[name]
         assert entry["parity"]["finite"] and entry["parity"]["max_abs_diff"] < ovx.SANITY_TOLERANCE
     for name in ("fp32", "fp16", "int8"):  # the ONNX variants are untouched
@@ -82,6 +80,7 @@ def test_export_writes_ir_and_manifest_entries(ov_export):
     assert settings["model_type"] == "TRANSFORMER" and settings["calibration_samples"] == CALIBRATION_TEXTS
     assert settings["fake_quantize_ops"] >= 12  # every encoder MatMul's inputs (2 layers x 6 + the pooler)
     assert "openvino" in manifest["versions"] and "nncf" in manifest["versions"]
+    assert settings["gate"]["passed"] is True  # gated at export on the validation split, as int8 is
     # int8 weights: the IR is well under the fp32 one
     assert manifest["variants"][ovx.OV_INT8]["bytes"] < 0.6 * manifest["variants"]["fp32"]["bytes"]
 
@@ -97,6 +96,14 @@ def test_float_nodes_from_the_int8_search_are_ignored_by_nncf(tiny_export_sessio
     names = ovx.ov_node_names(model, ovx.ignored_matmuls(settings, fp32))
     assert names == sorted(["/classifier/Gemm/WithoutBiases", search_pick])
     assert ovx.ignored_matmuls(None, fp32) == ["/classifier/Gemm"]  # no int8 variant: the graph's logits layer
+
+
+def test_only_openvino_variants_is_refused(tiny_checkpoint, tmp_path):
+    from toolkit.export import export_model
+
+    with pytest.raises(ExportError, match="name an ONNX variant too, e.g. --variants fp32,ov_int8"):
+        export_model(ExportConfig(checkpoint=tiny_checkpoint, out=tmp_path / "x", variants=(Variant.OV_INT8,)))
+    assert not (tmp_path / "x").exists()
 
 
 def test_int8_without_calibration_texts_is_recorded_as_skipped(tiny_export, caplog):
@@ -160,12 +167,12 @@ def test_scores_within_the_gates_of_fp32(ov_export):
     labels, thresholds = manifest["labels"], np.asarray(manifest["thresholds"])
     reference = _ov_reference(ov_export, validation.texts)
     ref_metrics = compute_metrics(validation.labels, reference, thresholds, labels)
-    gate_as = {ovx.OV_INT8: Variant.INT8, ovx.OV_BF16: Variant.FP16}  # bf16 held to fp16's gates
     for name in [v for v in ovx.VARIANTS if v in manifest["variants"]]:
         probs = _ov_probs(ov_export, name, validation.texts)
-        judged = compare(gate_as[name], validation.labels, reference, thresholds, ref_metrics, probs, thresholds,
+        judged = compare(name, validation.labels, reference, thresholds, ref_metrics, probs, thresholds,
                          labels, Gates())
         assert all(c.passed for c in judged.checks), [c.describe() for c in judged.checks if not c.passed]
+        assert {c.check for c in judged.checks} >= {"macro_f1_drop", "label_f1_drop"}  # really gated
         assert 0 < judged.parity.max_abs_diff < (0.1 if name == ovx.OV_INT8 else 1e-2)
 
 
@@ -176,7 +183,7 @@ def _ov_reference(export_dir: Path, texts) -> np.ndarray:
 
 
 def test_batch_dependence_of_each_variant(ov_export):
-    """Per-token onnxruntime int8 and ov_int8 (static scales, f32) are exactly batch-invariant; none flips."""
+    """Per-token onnxruntime int8 is exactly batch-invariant; ov_int8 (static scales, f32) flips nothing."""
     from toolkit.runtime import EmotionClassifier
 
     manifest = artifacts.read_manifest(ov_export)
@@ -188,7 +195,7 @@ def test_batch_dependence_of_each_variant(ov_export):
     alone = np.vstack([_ov_probs(ov_export, ovx.OV_INT8, [t]) for t in texts])
     batched = _ov_probs(ov_export, ovx.OV_INT8, texts)
     ov_int8 = compare_batching(alone, batched, thresholds, labels, ovx.OV_INT8, 32)
-    assert ov_int8.max_abs_diff == 0.0 and ov_int8.passed and ov_int8.check().passed
+    assert ov_int8.max_abs_diff < 0.05 and ov_int8.passed and ov_int8.check().passed  # see the validate test
 
 
 def test_batch_dependence_fails_stock_per_tensor_int8(tiny_checkpoint, tmp_path):
@@ -199,7 +206,10 @@ def test_batch_dependence_fails_stock_per_tensor_int8(tiny_checkpoint, tmp_path)
     out = tmp_path / "per-tensor"
     export_model(ExportConfig(checkpoint=tiny_checkpoint, out=out, variants=(Variant.INT8,), int8_recipe="per-tensor"))
     clf = EmotionClassifier.load(out, variant="int8", provider="cpu", threads=1)
-    texts = _splits(clf.manifest).validation.texts
+    splits = _splits(clf.manifest)
+    # every demo text (3,000): the tiny model moves by only ~3e-3 with its batch-mates, so it takes
+    # this many texts for some to sit that close to a threshold (~1 ms a text alone)
+    texts = splits.validation.texts + splits.train.texts
     result = measure_batch_dependence(clf.predict_proba, texts, clf.thresholds, clf.labels, "int8", 32)
     assert result.flips > 0 and not result.passed and result.max_abs_diff > 1e-4
     check = result.check()
@@ -218,3 +228,101 @@ def test_compare_batching_counts_flips_not_ties_and_checks_shapes():
     assert same.passed and same.max_abs_diff == 0.0 and same.flips == 0
     with pytest.raises(ValueError, match="must both be"):
         compare_batching(alone, batched[:2], thresholds, labels)
+
+
+# ---------------------------------------------------------------------------- the runtime and validate
+
+
+def test_load_runs_openvino_variants_through_the_runtime(ov_export):
+    from toolkit.runtime import EmotionClassifier
+
+    fp32 = EmotionClassifier.load(ov_export, variant="fp32", provider="cpu", threads=1)
+    texts = ["I love this!", "this is scary, honestly", "ok", "What a surprise, I did not expect that at all."]
+    want = fp32.predict_proba(texts)
+    for name in [v for v in ovx.VARIANTS if v in artifacts.read_manifest(ov_export)["variants"]]:
+        clf = EmotionClassifier.load(ov_export, variant=name, provider="cpu", threads=1)
+        assert clf.variant == name and clf.provider == "cpu" and clf.session.backend == "openvino"
+        assert clf.session.config["INFERENCE_PRECISION_HINT"] == ovx.INFERENCE_PRECISION[name] or not has_bf16()
+        assert clf.session.config["PERFORMANCE_HINT"] == "LATENCY" and clf.session.config["INFERENCE_NUM_THREADS"] == "1"
+        got = clf.predict_proba(texts)
+        assert got.shape == want.shape and 0 < np.abs(got - want).max() < 0.05
+        assert [p.labels for p in clf.predict(texts, threshold=0.5)] == [
+            [lab for lab, s in zip(clf.labels, row) if s >= 0.5] for row in got]
+    with pytest.raises(ProviderError, match="OpenVINO variants run on the CPU"):
+        EmotionClassifier.load(ov_export, variant=ovx.OV_INT8, provider="tensorrt")
+
+
+def test_load_checks_the_ir_weights_checksum(ov_export, tmp_path):
+    from toolkit.runtime import EmotionClassifier
+
+    copy = tmp_path / "export"
+    shutil.copytree(ov_export, copy)
+    weights = copy / artifacts.read_manifest(copy)["variants"][ovx.OV_INT8]["weights_file"]
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    with pytest.raises(ArtifactError, match=r"openvino_model_int8\.bin: sha256 .* does not match"):
+        EmotionClassifier.load(copy, variant=ovx.OV_INT8, provider="cpu", threads=1)
+
+
+def _with_status(export_dir: Path, status: dict) -> None:
+    manifest = artifacts.read_manifest(export_dir)
+    manifest[artifacts.VALIDATION_STATUS] = status
+    artifacts.write_manifest(export_dir, manifest)
+
+
+def test_auto_never_picks_an_unvalidated_or_failed_openvino_variant(ov_export, tmp_path):
+    from toolkit.openvino_session import cpu_signature
+    from toolkit.runtime import EmotionClassifier
+
+    copy = tmp_path / "export"
+    shutil.copytree(ov_export, copy)
+
+    def auto() -> str:
+        return EmotionClassifier.load(copy, provider="cpu", threads=1).variant
+
+    assert auto() == "int8"  # never validated: OpenVINO variants do not qualify, int8 passed export's gate
+    here = cpu_signature()
+    ok = {"passed": True, "failures": [], "cpu": here}
+    _with_status(copy, {"int8": ok, ovx.OV_INT8: dict(ok, passed=False, failures=["ov_int8 batch_flips: 3 > 0"])})
+    assert auto() == "int8"  # failed validation
+    _with_status(copy, {"int8": ok, ovx.OV_INT8: dict(ok, cpu="aarch64 | Neoverse-V2 | asimd sve")})
+    assert auto() == "int8"  # validated on another CPU
+    _with_status(copy, {"int8": ok, ovx.OV_INT8: dict(ok, restricted="--max-samples 10: a smoke test")})
+    assert auto() == "int8"  # a smoke test certifies nothing
+    _with_status(copy, {"int8": ok, ovx.OV_INT8: ok})
+    assert auto() == ovx.OV_INT8  # certified here: the fastest on this CPU (benchmarks/openvino.md)
+
+
+def test_validate_gates_openvino_variants_and_measures_batch_dependence(ov_export, tmp_path):
+    from toolkit.config import ValidateConfig
+    from toolkit.openvino_session import cpu_signature
+    from toolkit.validate import validate_export
+
+    copy = tmp_path / "export"
+    shutil.copytree(ov_export, copy)
+    from toolkit.errors import ValidationFailed
+    from toolkit.runtime import EmotionClassifier
+
+    names = ["int8", *[v for v in ovx.VARIANTS if v in artifacts.read_manifest(copy)["variants"]]]
+    try:
+        result = validate_export(ValidateConfig(export=copy, variants=tuple(names), provider="cpu"))
+    except ValidationFailed as e:  # the tiny model's ov_int8 grazes its macro gate (0.0101 > 0.01 measured)
+        result = e.result
+    assert {c.variant for c in result.failures} <= {ovx.OV_INT8}, [c.describe() for c in result.failures]
+    reports = {r.variant: r for r in result.variants}
+    for name in names:
+        report = reports[name]
+        assert report.batch_dependence["texts"] == result.n_samples
+        assert report.batch_dependence["flips"] == 0
+        assert any(c.check == "batch_flips" and c.passed for c in report.checks)
+        assert any(c.check == "macro_f1_drop" for c in report.checks)  # gated like its ONNX twin
+    assert reports["int8"].batch_dependence["max_abs_diff"] == 0.0  # per-token int8: exactly batch-invariant
+    # static scales at f32: 0 on this model here, 1.2e-2 on the demo MiniLM (a float differing in its last
+    # bit before a quantizer can round to the next int8 step), never a flip
+    assert reports[ovx.OV_INT8].batch_dependence["max_abs_diff"] < 0.05
+    status = artifacts.read_manifest(copy)[artifacts.VALIDATION_STATUS]
+    assert status[ovx.OV_INT8]["cpu"] == cpu_signature()
+    assert status[ovx.OV_INT8]["passed"] is reports[ovx.OV_INT8].passed
+    if not reports[ovx.OV_INT8].passed:  # failed validation: auto never loads it
+        assert EmotionClassifier.load(copy, provider="cpu", threads=1).variant != ovx.OV_INT8

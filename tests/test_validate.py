@@ -230,7 +230,9 @@ def test_tiny_export_passes_every_gate(passing):
         assert v.retuned_macro_f1 >= v.metrics.macro_f1 - 1e-9  # tuned on this data: never worse
         label_gate = {"label_f1_drop"} if len(v.insufficient) < len(LABELS_DEMO) else set()
         gated = {"max_abs_diff", "agreement"} if v.variant == "fp32" else {"macro_f1_drop"} | label_gate
-        assert {c.check for c in v.checks} == {"labels", "thresholds", "nan_inf"} | gated
+        # batch_flips: toolkit.batch_dependence, each text alone vs in validate's batches
+        assert {c.check for c in v.checks} == {"labels", "thresholds", "nan_inf", "batch_flips"} | gated
+        assert v.batch_dependence["flips"] == 0 and v.batch_dependence["texts"] == result.n_samples
 
 
 def test_summary_table_and_reports(passing):

@@ -182,7 +182,8 @@ def evaluate(checkpoint, data, fmt, split, text_column, labels_column, label_col
 @click.option("--checkpoint", type=click.Path(path_type=Path), default=DEFAULT_CHECKPOINT, show_default=True,
               help="`toolkit train` output, HF multi-label checkpoint dir, or seed state_dict file.")
 @click.option("--out", type=click.Path(path_type=Path), default=DEFAULT_EXPORT, show_default=True)
-@click.option("--variants", default=",".join(Variant.exported()), show_default=True, callback=export_variants)
+@click.option("--variants", default=",".join(Variant.exported()), show_default=True, callback=export_variants,
+              help="Comma-separated: fp32, fp16, int8; OpenVINO IR (pip install toolkit[openvino]): ov_int8, ov_bf16.")
 @click.option("--opset", type=int, default=18, show_default=True)
 @click.option("--int8", "int8_mode", type=click.Choice(INT8_MODES), default="dynamic", show_default=True)
 @click.option("--calibration-data", type=click.Path(path_type=Path), default=None, help="Texts for --int8 static. Default: the training data.")

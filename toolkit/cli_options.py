@@ -64,7 +64,7 @@ def data_config(path, fmt, text_column, labels_column, label_columns, ignore_col
 def export_variants(ctx, param, value):
     """`export --variants`: the precisions export makes ('all': fp32, fp16, int8)."""
     try:
-        return Variant.parse_list(value, Variant.exported())
+        return Variant.parse_list(value, Variant.exported() if value in (None, "", "all") else Variant.exportable())
     except ToolkitError as e:
         raise click.BadParameter(str(e))
 

@@ -14,9 +14,11 @@ Imports only numpy and openvino (no torch, no onnxruntime), like the rest of the
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Optional, Sequence
 
 import numpy as np
@@ -35,6 +37,7 @@ INSTALL_HINT = "pip install openvino (or `pip install toolkit[openvino]`)"
 # (a Ray replica with concurrent batches); one synchronous call then uses only one stream's threads.
 HINTS = ("LATENCY", "THROUGHPUT")
 DEFAULT_HINT = "LATENCY"
+HINT_ENV = "TOOLKIT_OPENVINO_HINT"  # THROUGHPUT for a process serving many concurrent calls
 PRECISIONS = ("f32", "bf16")  # INFERENCE_PRECISION_HINT values toolkit uses (f16 is for GPUs)
 _OV_TYPES = {"i64": "tensor(int64)", "i32": "tensor(int32)", "f32": "tensor(float)"}
 
@@ -94,11 +97,66 @@ def open_openvino(xml_path, threads: Optional[int] = None, precision: str = "f32
     return OpenVINOSession(compiled, xml_path, config)
 
 
+def open_variant(export_dir, entry: dict, provider: str = "cpu", threads: Optional[int] = None) -> "OpenVINOSession":
+    """An export's OpenVINO variant as the runtime runs it: its manifest entry's file and inference
+    precision, the performance hint from $TOOLKIT_OPENVINO_HINT (default LATENCY), on the CPU.
+
+    Raises:
+        ProviderError: a GPU provider was asked for (OpenVINO variants run on the CPU plugin),
+            openvino is missing, or the hint is unknown.
+        ArtifactError: the IR is missing or cannot be compiled.
+    """
+    name = str(getattr(provider, "value", provider)).strip().lower()
+    if name not in ("auto", "cpu"):
+        raise ProviderError(f"{entry.get('file')}: OpenVINO variants run on the CPU, not {provider!r}; "
+                            "use provider cpu or auto, or an ONNX variant on the GPU")
+    hint = os.environ.get(HINT_ENV, DEFAULT_HINT).strip().upper()
+    return open_openvino(Path(export_dir) / entry["file"], threads, entry.get("inference_precision") or "f32", hint)
+
+
+def openvino_trust_failures(verdict: Optional[dict], certified: bool) -> list[str]:
+    """Why `variant="auto"` must not pick an OpenVINO variant ([] when it may).
+
+    It needs openvino installed and a certified `toolkit validate` pass recorded on a CPU with this
+    CPU's signature: kernels, and so speed and rounding, are chosen per ISA (AMX, VNNI, bf16).
+    """
+    if openvino_version() is None:
+        return [f"openvino is not installed ({INSTALL_HINT})"]
+    if verdict is not None and verdict.get("passed") is False:
+        return list(verdict.get("failures") or ["failed validation"])
+    if not certified:
+        return ["never validated on this machine (OpenVINO variants need a `toolkit validate` pass)"]
+    if verdict.get("cpu") != cpu_signature():
+        return [f"validated on another CPU ({verdict.get('cpu') or 'unrecorded'}); run `toolkit validate` here"]
+    return []
+
+
 def has_bf16(core=None) -> bool:
     """Whether OpenVINO's CPU plugin has bf16 kernels on this CPU (AVX512-BF16 or AMX)."""
     ov = _import_openvino()
     core = core or ov.Core()
     return "BF16" in core.get_property(DEVICE, "OPTIMIZATION_CAPABILITIES")
+
+
+def cpu_signature() -> str:
+    """The CPU as OpenVINO's kernel choice sees it: architecture, model name and the ISA extensions
+    that change int8/bf16 kernels. `toolkit validate` records it with each verdict, and `auto`
+    trusts an OpenVINO variant only where it was validated on a CPU with the same signature."""
+    import platform
+
+    model, flags = "", set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and not model:
+                model = value.strip()
+            elif key.strip() in ("flags", "Features") and not flags:
+                flags = set(value.split())
+    except OSError:  # not Linux
+        model = platform.processor()
+    isa = sorted(f for f in flags if f in ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16",
+                                           "amx_bf16", "amx_int8", "asimd", "sve"))
+    return " | ".join([platform.machine(), model or "unknown CPU", " ".join(isa)])
 
 
 def openvino_version() -> Optional[str]:
@@ -140,6 +198,10 @@ class OpenVINOSession:
 
     def get_providers(self) -> list[str]:
         return [ORT_DEVICE_NAME]
+
+    def get_session_options(self) -> SimpleNamespace:
+        """The thread count, where onnxruntime's SessionOptions keeps it (bench records it per runner)."""
+        return SimpleNamespace(intra_op_num_threads=int(self.config["INFERENCE_NUM_THREADS"]))
 
     def run(self, output_names: Optional[Sequence[str]], feed: dict) -> list[np.ndarray]:
         """Outputs for one feed ({input name: array}), as onnxruntime's `run` returns them.

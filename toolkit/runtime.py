@@ -46,8 +46,14 @@ log = logging.getLogger(__name__)
 
 # variant="auto": fastest first for the device (int8 on CPU, fp16 on a GPU), then the others, most
 # faithful first; a variant that failed validation (or export's int8 gate) is skipped.
-AUTO_VARIANTS = {"cpu": (Variant.INT8.value, Variant.INT8_STATIC.value, Variant.FP32.value, Variant.FP16.value),
-                 "gpu": (Variant.FP16.value, Variant.FP32.value, Variant.INT8.value, Variant.INT8_STATIC.value)}
+# OpenVINO variants (backend "openvino" in the manifest) qualify only with a `toolkit validate` pass on a
+# CPU with the same signature (openvino_session.cpu_signature): their speed and numbers depend on its ISA.
+# The CPU order is the measured one on an AMX/AVX512-VNNI Xeon, demo MiniLM on 1,024 GoEmotions texts
+# (benchmarks/openvino.md): ov_int8 1.73x and ov_bf16 1.49x the onnxruntime int8's texts/s.
+AUTO_VARIANTS = {"cpu": (Variant.OV_INT8.value, Variant.OV_BF16.value, Variant.INT8.value, Variant.INT8_STATIC.value,
+                         Variant.FP32.value, Variant.FP16.value),
+                 "gpu": (Variant.FP16.value, Variant.FP32.value, Variant.INT8.value, Variant.INT8_STATIC.value,
+                         Variant.OV_INT8.value, Variant.OV_BF16.value)}
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 # 256 GoEmotions texts, MiniLM int8, 2 cores: batches of 16-32 were fastest, 64 took 1.6x and 256 2x as long
 DEFAULT_MAX_BATCH = 32
@@ -333,7 +339,7 @@ def _auto_variant(export_dir: Path, manifest: dict, on_gpu: bool) -> str:
     preferred = AUTO_VARIANTS["gpu" if on_gpu else "cpu"]
     ranked = [v for v in preferred if v in variants] + [v for v in variants if v not in preferred]
     status = manifest.get(artifacts.VALIDATION_STATUS) or {}
-    passed = [v for v in ranked if _certified(status.get(v))]
+    passed = [v for v in ranked if _certified(status.get(v)) and not _failures(manifest, v)]
     not_failed = [v for v in ranked if not _failures(manifest, v)]
     if not status:
         log.info("variant auto: %s was never validated (run `toolkit validate --export %s`); "
@@ -361,9 +367,13 @@ def _failures(manifest: dict, name: str) -> list[str]:
     """Why a variant must not be trusted: its last validation's failed checks, else export's int8 gate
     (failed, or not gated for want of data). A restricted run's pass is no verdict; its failures count."""
     verdict = (manifest.get(artifacts.VALIDATION_STATUS) or {}).get(name)
+    entry = (manifest.get("variants") or {}).get(name) or {}
+    if isinstance(entry, dict) and entry.get("backend") == "openvino":
+        from toolkit.openvino_session import openvino_trust_failures
+
+        return openvino_trust_failures(verdict, _certified(verdict))
     if verdict is not None and (verdict.get("passed") is False or _certified(verdict)):
         return [] if verdict.get("passed") else list(verdict.get("failures") or ["failed validation"])
-    entry = (manifest.get("variants") or {}).get(name) or {}
     if isinstance(entry, dict) and entry.get("status") == "failed":
         return list(entry.get("failures") or ["failed the int8 gates at export"])
     if isinstance(entry, dict) and entry.get("status") == artifacts.NOT_GATED:
@@ -374,6 +384,13 @@ def _failures(manifest: dict, name: str) -> list[str]:
 def _open_variant(export_dir: Path, manifest: dict, variant: str, provider: str,
                   threads: int | None, verify: bool) -> tuple[str, ort.InferenceSession]:
     name, model_file = _choose_variant(export_dir, manifest, variant, provider)
+    entry = manifest["variants"][name]
+    if entry.get("backend") == "openvino":  # an IR: OpenVINO's CPU plugin through toolkit.openvino_session
+        from toolkit.openvino_session import open_variant
+
+        if verify:
+            _verify_files(export_dir, manifest, [model_file, entry.get("weights_file") or ""])
+        return name, open_variant(export_dir, entry, provider, threads)
     if verify:
         _verify_files(export_dir, manifest, [model_file])
     session = open_session(export_dir / model_file, provider, threads)

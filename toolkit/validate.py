@@ -79,6 +79,7 @@ class VariantReport:
     checks: list[Check] = field(default_factory=list)
     insufficient: dict = field(default_factory=dict)  # label -> positives, too few for its F1 gate: not enough evidence
     restricted: str = ""  # why this variant's verdict certifies nothing (smoke test); "" when it certifies
+    batch_dependence: Optional[dict] = None  # toolkit.batch_dependence: alone vs batched, max |Δprob|, flips
 
     @property
     def passed(self) -> bool:
@@ -333,6 +334,12 @@ def _run_variant(name: str, cfg: ValidateConfig, y_true: np.ndarray, texts: list
     clean = _finite(probs)
     worst = min(rows, key=lambda r: r.delta_f1)
     checks += judged.checks
+    # batch dependence: each text alone vs the batches above; a decision batching flips fails it
+    from toolkit.batch_dependence import measure_batch_dependence
+
+    batching = measure_batch_dependence(classifier.predict_proba, texts, thresholds, labels, name, cfg.batch_size,
+                                        batched=probs)
+    checks.append(batching.check())
     support = {r.label: r.support for r in rows}
     return VariantReport(
         variant=name, provider=str(classifier.provider), seconds=seconds, metrics=metrics,
@@ -340,7 +347,15 @@ def _run_variant(name: str, cfg: ValidateConfig, y_true: np.ndarray, texts: list
         parity=parity, per_label=rows, macro_drop=reference.metrics.macro_f1 - metrics.macro_f1,
         gated_macro_drop=gated_macro_drop, worst_label=worst.label, worst_delta_f1=worst.delta_f1, checks=checks,
         insufficient={label: support[label] for label in judged.insufficient},
+        batch_dependence=batching.to_dict(),
     )
+
+
+def _cpu_signature() -> str:
+    """The CPU this verdict holds for (OpenVINO variants are trusted by `auto` only on the same one)."""
+    from toolkit.openvino_session import cpu_signature
+
+    return cpu_signature()
 
 
 def _checksum_failures(export_dir: Path, manifest: dict, variants: list[str]) -> dict[str, list[Check]]:
@@ -348,6 +363,8 @@ def _checksum_failures(export_dir: Path, manifest: dict, variants: list[str]) ->
     config) charged to every variant since each one ships with it. Files of variants not being
     validated are not read (hundreds of MB for BERT-base)."""
     owners = {entry.get("file"): name for name, entry in (manifest.get("variants") or {}).items()}
+    owners.update({entry["weights_file"]: name for name, entry in (manifest.get("variants") or {}).items()
+                   if entry.get("weights_file")})  # an OpenVINO IR's .bin belongs to its variant
     out: dict[str, list[Check]] = {}
     for rel, entry in (manifest.get("files") or {}).items():
         owner = owners.get(rel, "*")
@@ -386,7 +403,7 @@ def _write_reports(result: ValidationResult, cfg: ValidateConfig, manifest: dict
             "passed": None if (v.passed and v.restricted) else v.passed,
             "failures": [c.describe() for c in v.checks if not c.passed], "validated": report["created"],
             "data": result.data, "fingerprint": evidence.fingerprint if evidence else None,
-            "part": evidence.part if evidence else None, "provider": v.provider,
+            "part": evidence.part if evidence else None, "provider": v.provider, "cpu": _cpu_signature(),
             "not_enough_evidence": dict(v.insufficient), **({"restricted": v.restricted} if v.restricted else {})}
     key = "validation" if not result.restricted else "validation_smoke"
     manifest = dict(manifest, **{key: report, artifacts.VALIDATION_STATUS: status})

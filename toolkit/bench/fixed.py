@@ -33,7 +33,8 @@ def bench_fixed(cfg: BenchConfig, export_dir: Path, manifest: dict, variants: li
 
     def open_runners(provider: str) -> list:
         runners = torch_runners(export_dir, manifest, device_of(provider), threads) if cfg.baseline else []
-        return runners + [OrtRunner(v, export_dir / manifest["variants"][v]["file"], provider, threads)
+        return runners + [OrtRunner(v, export_dir / manifest["variants"][v]["file"], provider, threads,
+                                    session=_openvino_session(export_dir, manifest, v, provider, threads))
                           for v in variants]
 
     runners, used = open_per_provider(cfg, providers, open_runners, notes)
@@ -43,6 +44,16 @@ def bench_fixed(cfg: BenchConfig, export_dir: Path, manifest: dict, variants: li
         for batch in cfg.batches:
             records += _bench_case(cfg, runners, batch, seq_len, fixed_inputs(batch, seq_len, vocab_size), notes)
     return Measured(records, used, attention_of(runners))
+
+
+def _openvino_session(export_dir: Path, manifest: dict, variant: str, provider: str, threads: int):
+    """An OpenVINO variant's session as the runtime opens it (its precision and hint); None for ONNX ones."""
+    entry = manifest["variants"][variant]
+    if entry.get("backend") != "openvino":
+        return None
+    from toolkit.openvino_session import open_variant
+
+    return open_variant(export_dir, entry, provider, threads)
 
 
 def _bench_case(cfg: BenchConfig, runners: list, batch: int, seq_len: int, inputs: dict[str, np.ndarray],

@@ -8,9 +8,11 @@ they share its inputs, its outputs and the tokenizer in the directory:
   correction), calibrated on training texts one at a time (unpadded, so pad positions do not skew
   the ranges). What the ONNX int8 search learned carries over through `ignored_scope`: the logits
   layer and every MatMul the search kept in float stay float here too. Scales are static, fixed at
-  calibration, so a text's int8 inputs do not depend on its batch-mates (unlike onnxruntime's
-  per-tensor dynamic int8). It runs at f32 inference precision: at bf16 its scores moved with
-  padding (see INFERENCE_PRECISION); `toolkit.batch_dependence` measures every variant.
+  calibration, so a text's int8 inputs do not depend on its batch-mates the way onnxruntime's
+  per-tensor dynamic int8 does; a float that differs in its last bit with the batch shape can still
+  round to the next int8 step (demo MiniLM: up to 1.2e-2 in probability, no decision flipped). It
+  runs at f32 inference precision: at bf16 its scores moved with padding (see INFERENCE_PRECISION).
+  `toolkit.batch_dependence` measures every variant; `toolkit validate` fails a batching flip.
 - `ov_bf16` (`openvino_model.xml`, the file name optimum-intel loads by default): the fp32 graph as
   IR with fp32 weights, run with INFERENCE_PRECISION_HINT bf16. Built only where the CPU has bf16
   kernels (AVX512-BF16 or AMX): elsewhere it would be the fp32 model under another name.
@@ -47,7 +49,8 @@ PRECISION = {OV_INT8: "int8 static (NNCF)", OV_BF16: "float32 weights, bf16 comp
 # INFERENCE_PRECISION_HINT each variant runs at. ov_int8: f32 for the ops NNCF leaves in float.
 # OpenVINO's default on a bf16 CPU (bf16) made the int8 model padding-dependent: on the tiny test
 # model a text scored 0.21 alone and 0.36 padded in a batch (25 batching flips on 300 texts, OpenVINO
-# 2026.4, NNCF 3.4), while at f32 alone and batched were identical; benchmarks/openvino.md has MiniLM's.
+# 2026.4, NNCF 3.4), while at f32 alone and batched were identical. Demo MiniLM, 1,024 GoEmotions texts:
+# bf16 moved a probability by up to 0.72 with batching (34 flips), f32 by 1.2e-2 (0 flips); benchmarks/openvino.md.
 INFERENCE_PRECISION = {OV_INT8: "f32", OV_BF16: "bf16"}
 INSTALL_HINT = "pip install openvino nncf (or `pip install toolkit[openvino]`)"
 # NNCF's own default subset; statistics settle well before (BERT: 300 texts, NNCF's documented default).
@@ -75,6 +78,9 @@ class OpenVINOVariant:
     max_abs_diff: Optional[float] = None  # sanity texts, probabilities vs fp32 ONNX
     finite: bool = True
     failed: list[str] = field(default_factory=list)
+    not_gated: str = ""  # why ov_int8 was not gated at export (no validation split); "" when gated or not int8
+    fused_ops: dict = field(default_factory=dict)  # export's summary columns (OpenVINO fuses at compile time)
+    quantized_matmuls: int = 0  # MatMuls fed by a FakeQuantize
 
     def manifest_entry(self, fp32_bytes: int, checksums: dict) -> dict:
         """The manifest's `variants[name]` entry (file facts from `checksums`, the manifest's `files`)."""
@@ -85,7 +91,8 @@ class OpenVINOVariant:
                 "precision": self.precision, "inference_precision": self.settings.get("inference_precision"),
                 "settings": self.settings, "export_seconds": self.seconds,
                 "parity": {"reference": "fp32 ONNX", "max_abs_diff": self.max_abs_diff, "finite": self.finite},
-                "status": "failed" if self.failed else "ok", "failures": list(self.failed)}
+                "status": "failed" if self.failed else "not gated" if self.not_gated else "ok",
+                "failures": list(self.failed), "not_gated": self.not_gated}
 
 
 def build_openvino_variants(fp32_onnx: Path, out: Path, variants: Sequence[str], calibration_texts: Sequence[str],
@@ -145,10 +152,43 @@ def build_openvino_variants(fp32_onnx: Path, out: Path, variants: Sequence[str],
         result = OpenVINOVariant(name, xml.name, _weights(xml.name), _ir_bytes(xml), time.perf_counter() - started,
                                  PRECISION[name], settings)
         _sanity(result, fp32_onnx, out, max_length)
-        if name == OV_INT8 and gate is not None:
-            _gate(result, out, gate)
+        if name == OV_INT8:
+            result.quantized_matmuls = settings["quantized_matmuls"]
+            if gate is not None:
+                _gate(result, out, gate)
+            else:
+                result.not_gated = "no validation split to gate it on"
         results.append(result)
     return results
+
+
+def export_stage(cfg, loaded, fp32_onnx: Path, out: Path, wanted: Sequence, onnx_results: Sequence) -> list[OpenVINOVariant]:
+    """The export pipeline's OpenVINO step: the requested OpenVINO variants, after the ONNX ones.
+
+    Calibration texts and the int8 gate come the way the ONNX int8 gets them (`toolkit.export.int8`);
+    when either is missing, ov_int8 is skipped or shipped 'not gated', and the ONNX variants are kept.
+
+    Args:
+        cfg: the ExportConfig; loaded: the loaded checkpoint; fp32_onnx: the unfused fp32 graph.
+        wanted: the requested variants (names or toolkit.config.Variant members); others are ignored.
+        onnx_results: the ONNX VariantResults written so far (the int8 one's settings carry its float MatMuls).
+    """
+    names = [str(getattr(v, "value", v)) for v in wanted if str(getattr(v, "value", v)) in VARIANTS]
+    if not names:
+        return []
+    from toolkit.export import int8
+
+    texts, gate = [], None
+    if OV_INT8 in names:
+        try:
+            texts = int8.calibration_texts(cfg, loaded)
+        except ExportError as e:
+            log.error("ov_int8: no calibration texts (%s)", e)
+        made = int8.checkpoint_gate(cfg, loaded, fp32_onnx)
+        gate = made[0] if isinstance(made, tuple) else made
+    int8_settings = next((r.settings for r in onnx_results if str(r.variant) == "int8"), None)
+    return build_openvino_variants(fp32_onnx, out, names, texts, int(cfg.max_length or loaded.max_length),
+                                   int8_settings, gate)
 
 
 def record_openvino_variants(export_dir: Path, manifest: dict, results: Sequence[OpenVINOVariant]) -> dict:
@@ -229,11 +269,13 @@ def _quantize(model, fp32_onnx: Path, out: Path, texts: Sequence[str], max_lengt
                               target_device=nncf.TargetDevice.CPU, subset_size=len(feeds),
                               ignored_scope=nncf.IgnoredScope(names=ignored, validate=False) if ignored else None)
     fake_quantize = sum(1 for op in quantized.get_ops() if op.get_type_name() == "FakeQuantize")
+    quantized_matmuls = sum(1 for op in quantized.get_ops() if op.get_type_name() == "MatMul" and any(
+        v.get_node().get_type_name() == "FakeQuantize" for v in op.input_values()))
     return quantized, {"quantizer": "nncf.quantize", "nncf": nncf.__version__, "model_type": "TRANSFORMER",
                        "target_device": "CPU", "preset": "transformer default (mixed)",
                        "calibration_samples": len(feeds), "calibration_source": "training split",
                        "ignored_scope": ignored, "ignored_from_onnx_int8": keep_float,
-                       "fake_quantize_ops": fake_quantize}
+                       "fake_quantize_ops": fake_quantize, "quantized_matmuls": quantized_matmuls}
 
 
 def _sanity(result: OpenVINOVariant, fp32_onnx: Path, out: Path, max_length: int) -> None:

@@ -23,7 +23,7 @@ import numpy as np
 from toolkit import artifacts
 from toolkit.config import ExportConfig, Provider, Variant
 from toolkit.errors import ExportError, ModelError, first_line
-from toolkit.export import int8, optimize
+from toolkit.export import int8, openvino, optimize
 from toolkit.metrics import sigmoid
 
 log = logging.getLogger(__name__)
@@ -144,11 +144,16 @@ def export_model(cfg: ExportConfig) -> ExportResult:
             raise ExportError(f"{cfg.checkpoint}: no variant could be converted ({'; '.join(not_written.values())}); "
                               "nothing was written")
         _check_parity(loaded, tmp, results, int(cfg.max_length or loaded.max_length))
+        # after the ONNX variants, from the same fp32 graph; an OpenVINO failure never loses them
+        ov_results = openvino.export_stage(cfg, loaded, fp32_path, tmp, wanted, results)
         shutil.rmtree(work)
         manifest = _write_manifest(tmp, cfg, loaded, results, fp32.bytes, not_written)
+        if ov_results:
+            manifest = openvino.record_openvino_variants(tmp, manifest, ov_results)
     seconds = time.perf_counter() - started
     log.info("export finished in %.1fs: %s", seconds, cfg.out)
-    return ExportResult(Path(cfg.out), results, manifest, fp32.bytes, seconds)
+    written = [r for r in ov_results if r.variant in manifest["variants"]]
+    return ExportResult(Path(cfg.out), results + written, manifest, fp32.bytes, seconds)
 
 
 def format_summary(result: ExportResult) -> str:
@@ -180,7 +185,10 @@ def requested_variants(cfg: ExportConfig) -> tuple[Variant, ...]:
     Raises:
         ToolkitError: a variant name is not one of fp32, fp16, int8.
     """
-    names = [Variant.parse(v, Variant.exported()) for v in cfg.variants]
+    names = [Variant.parse(v, Variant.exportable()) for v in cfg.variants]
+    if names and all(v.is_openvino for v in names):
+        raise ExportError(f"--variants {','.join(names)}: OpenVINO variants are built from the fp32 ONNX graph; "
+                          f"name an ONNX variant too, e.g. --variants fp32,{','.join(names)}")
     if Variant.INT8 in names and cfg.int8_mode == "static":
         names.append(Variant.INT8_STATIC)
     return tuple(v for v in Variant if v in names)
