@@ -326,3 +326,18 @@ def test_validate_gates_openvino_variants_and_measures_batch_dependence(ov_expor
     assert status[ovx.OV_INT8]["passed"] is reports[ovx.OV_INT8].passed
     if not reports[ovx.OV_INT8].passed:  # failed validation: auto never loads it
         assert EmotionClassifier.load(copy, provider="cpu", threads=1).variant != ovx.OV_INT8
+
+
+def test_cli_export_names_the_openvino_variants_and_refuses_them_alone(tiny_checkpoint, tmp_path):
+    from click.testing import CliRunner
+
+    from toolkit.cli import cli
+
+    out = tmp_path / "exp"
+    base = ["export", "--checkpoint", str(tiny_checkpoint), "--out", str(out)]
+    alone = CliRunner().invoke(cli, base + ["--variants", "ov_int8"])
+    assert alone.exit_code != 0 and "name an ONNX variant too, e.g. --variants fp32,ov_int8" in alone.output
+    unknown = CliRunner().invoke(cli, base + ["--variants", "fp32,ov_fp8"])
+    assert unknown.exit_code == 2 and "ov_int8" in unknown.output and "ov_bf16" in unknown.output
+    assert not out.exists()
+    assert "ov_int8, ov_bf16" in " ".join(CliRunner().invoke(cli, ["export", "--help"]).output.split())

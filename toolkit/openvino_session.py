@@ -125,7 +125,7 @@ def openvino_trust_failures(verdict: Optional[dict], certified: bool) -> list[st
     if verdict is not None and verdict.get("passed") is False:
         return list(verdict.get("failures") or ["failed validation"])
     if not certified:
-        return ["never validated on this machine (OpenVINO variants need a `toolkit validate` pass)"]
+        return ["no certified `toolkit validate` pass on this machine (OpenVINO variants need one)"]
     if verdict.get("cpu") != cpu_signature():
         return [f"validated on another CPU ({verdict.get('cpu') or 'unrecorded'}); run `toolkit validate` here"]
     return []
