@@ -241,9 +241,12 @@ def test_summary_table_and_reports(passing):
     lines = summary.splitlines()
     at = next(i for i, line in enumerate(lines) if line.startswith("variant "))  # after the data/evidence lines
     header = lines[at]
-    for column in ("macro-F1", "micro-F1", "Δmacro", "max|Δprob|", "agreement", "worst label", "retuned macro-F1",
-                   "status"):
+    for column in ("macro-F1", "micro-F1", "Jaccard", "Δmacro", "max|Δprob|", "agreement", "worst label",
+                   "retuned macro-F1", "status"):
         assert column in header
+    ref_row = lines[at + 2].split()
+    assert ref_row[:4] == ["pytorch", f"{result.reference.metrics.macro_f1:.4f}",
+                           f"{result.reference.metrics.micro_f1:.4f}", f"{result.reference.metrics.jaccard_samples:.4f}"]
     assert [line.split()[0] for line in lines[at + 2:at + 2 + 1 + len(result.variants)]] == \
         ["pytorch"] + [v.variant for v in result.variants]
     assert (f"all {len(result.checks)} checks passed" in summary) == result.passed

@@ -16,20 +16,21 @@ if TYPE_CHECKING:  # the dataclasses live with the orchestration that fills them
 
 def format_summary(result: ValidationResult) -> str:
     """One table (PyTorch and each variant) and the list of failed checks."""
-    rows = [("variant", "macro-F1", "micro-F1", "Δmacro", "max|Δprob|", "agreement", "worst label (ΔF1)",
+    rows = [("variant", "macro-F1", "micro-F1", "Jaccard", "Δmacro", "max|Δprob|", "agreement", "worst label (ΔF1)",
              "retuned macro-F1", "status")]
     ref = result.reference
-    rows.append((ref.variant, f"{ref.metrics.macro_f1:.4f}", f"{ref.metrics.micro_f1:.4f}", "-", "-", "-", "-",
-                 f"{ref.retuned_macro_f1:.4f}", "reference"))
+    rows.append((ref.variant, f"{ref.metrics.macro_f1:.4f}", f"{ref.metrics.micro_f1:.4f}",
+                 f"{ref.metrics.jaccard_samples:.4f}", "-", "-", "-", "-", f"{ref.retuned_macro_f1:.4f}", "reference"))
     for v in result.variants:
         p = v.parity
         rows.append((
-            v.variant, f"{v.metrics.macro_f1:.4f}", f"{v.metrics.micro_f1:.4f}", f"{-v.macro_drop:+.4f}",
+            v.variant, f"{v.metrics.macro_f1:.4f}", f"{v.metrics.micro_f1:.4f}", f"{v.metrics.jaccard_samples:.4f}",
+            f"{-v.macro_drop:+.4f}",
             "n/a" if p.max_abs_diff is None else f"{p.max_abs_diff:.2e}", f"{100 * p.agreement:.2f}%",
             f"{v.worst_label} ({v.worst_delta_f1:+.4f})", f"{v.retuned_macro_f1:.4f}", _verdict(v),
         ))
     for name in result.skipped:
-        rows.append((name, *["-"] * 7, "not exported"))
+        rows.append((name, *["-"] * 8, "not exported"))
     lines = [f"{result.export} on {result.data}: {result.n_samples} texts, {len(result.labels)} labels; "
              f"certified texts: {_evidence_line(result)}", *_truncation_line(result), format_table(rows)]
     if result.failures:
@@ -59,7 +60,8 @@ def format_markdown(result: ValidationResult) -> str:
     lines += [f"- {note.strip()}" for note in _evidence_notes(result)]
     lines += [f"- {line}" for line in _truncation_line(result)]
     lines += ["", "## Summary", ""]
-    header = ["variant", "macro-F1", "micro-F1", "precision", "recall", "exact match", "ROC-AUC micro", "Δmacro",
+    header = ["variant", "macro-F1", "micro-F1", "precision", "recall", "exact match", "Jaccard (samples)",
+              "ROC-AUC micro", "Δmacro",
               "max abs Δprob", "mean abs Δprob", "agreement", "tie flips", "near-threshold", "NaN/Inf",
               "worst label (ΔF1)", "retuned macro-F1", "status"]
     rows = [_md_row(result.reference, None)] + [_md_row(v, v.parity) for v in result.variants]
@@ -85,7 +87,7 @@ def _md_row(v: VariantReport, p: Optional[Parity]) -> list[str]:
     m = v.metrics
     auc = "n/a" if m.roc_auc_micro is None else f"{m.roc_auc_micro:.4f}"
     base = [v.variant, f"{m.macro_f1:.4f}", f"{m.micro_f1:.4f}", f"{m.micro_precision:.4f}", f"{m.micro_recall:.4f}",
-            f"{m.exact_match:.4f}", auc]
+            f"{m.exact_match:.4f}", f"{m.jaccard_samples:.4f}", auc]
     if p is None:
         return base + ["-"] * 5 + [str(v.near_threshold), "-", "-", f"{v.retuned_macro_f1:.4f}", "reference"]
     return base + [f"{-v.macro_drop:+.4f}", format_number(p.max_abs_diff), format_number(p.mean_abs_diff), f"{100 * p.agreement:.2f}%",
