@@ -345,8 +345,10 @@ def _auto_variant(export_dir: Path, manifest: dict, on_gpu: bool) -> str:
         log.info("variant auto: %s was never validated (run `toolkit validate --export %s`); "
                  "choosing by speed among variants that did not fail at export", export_dir, export_dir)
     chosen = (passed or not_failed or ranked)[0]
-    if preferred[0] not in variants:
-        log.info("variant auto: %s has no %s variant, using %s", export_dir, preferred[0], chosen)
+    # the first choice an export without OpenVINO variants (the default export) would have
+    first = next(v for v in preferred if v in variants or not Variant(v).is_openvino)
+    if first not in variants:
+        log.info("variant auto: %s has no %s variant, using %s", export_dir, first, chosen)
     skipped = ranked[: ranked.index(chosen)]
     if skipped:
         log.info("variant auto: %s skips %s (%s), using %s", export_dir, ", ".join(skipped),
