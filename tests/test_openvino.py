@@ -71,7 +71,8 @@ def test_export_writes_ir_and_manifest_entries(ov_export):
         assert entry["bytes"] == xml.stat().st_size + weights.stat().st_size
         assert entry["backend"] == "openvino" and entry["status"] == "ok", entry["failures"]
         assert entry["inference_precision"] == ovx.INFERENCE_PRECISION[name]
-        assert entry["parity"]["finite"] and entry["parity"]["max_abs_diff"] < ovx.SANITY_TOLERANCE
+        # the sanity texts vs fp32 ONNX: int8 on this tiny random-init model measured 0.03-0.065 across runs
+        assert entry["parity"]["finite"] and 0 < entry["parity"]["max_abs_diff"] < (0.1 if name == ovx.OV_INT8 else 1e-2)
     for name in ("fp32", "fp16", "int8"):  # the ONNX variants are untouched
         assert manifest["variants"][name]["status"] == "ok"
     settings = manifest["variants"][ovx.OV_INT8]["settings"]
