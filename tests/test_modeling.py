@@ -158,3 +158,23 @@ def test_load_classifier_rejects_non_multilabel_and_inconsistent_checkpoints(tin
 
     with pytest.raises(ModelError, match="no config.json"):
         load_classifier(tmp_path)
+
+
+def test_build_on_a_classifier_with_other_labels_gets_a_fresh_head(tmp_path):
+    """`toolkit train --model DIR` on an HF classifier fine-tuned on 3 labels, for a 5-label dataset: the
+    head is replaced (the encoder kept), not a size-mismatch traceback."""
+    from tiny_architectures import save_hf_classifier
+
+    from toolkit.demo_corpus import generate_demo_corpus
+
+    texts = generate_demo_corpus()[0][:300]
+    source = save_hf_classifier("bert", texts, ["a", "b", "c"], tmp_path / "hf")
+    labels = ["anger", "fear", "joy", "sadness", "surprise"]
+    model, _ = build_classifier(str(source), labels)
+    assert model.config.num_labels == 5 and [model.config.id2label[i] for i in range(5)] == labels
+    head = [p for n, p in model.named_parameters() if n.endswith("classifier.bias")][0]
+    assert tuple(head.shape) == (5,)
+    from transformers import AutoModelForSequenceClassification
+    original = AutoModelForSequenceClassification.from_pretrained(source)
+    name = "bert.embeddings.word_embeddings.weight"
+    assert torch.equal(dict(model.named_parameters())[name], dict(original.named_parameters())[name])

@@ -127,7 +127,10 @@ def build_classifier(name_or_path: str, label_names: Sequence[str], dropout: flo
     source = _resolve_source(name_or_path)
     with _quiet_transformers():
         config = _from_pretrained(AutoConfig, source, **label_kwargs)
-        model = _from_pretrained(AutoModelForSequenceClassification, source, config=config)
+        # A classifier fine-tuned on other labels (a hub emotion model with 28, say) has a head of another
+        # shape: it is replaced by a fresh one instead of failing on the size mismatch.
+        model = _from_pretrained(AutoModelForSequenceClassification, source, config=config,
+                                 ignore_mismatched_sizes=True)
     return model, match_tokenizer_to_model(load_tokenizer(source), model)
 
 
