@@ -115,21 +115,16 @@ def main() -> None:
         return compare(Variant.INT8, data.labels[index], reference[index], thresholds, ref_metrics, probs[index],
                        thresholds, labels, gates)
 
-    def outcome(judged) -> GateOutcome:
-        worst = judged.worst
-        return GateOutcome(passed=all(c.passed for c in judged.checks), macro_drop=judged.gated_macro_drop,
-                           worst_label=worst.label, worst_drop=worst.gated_drop,
-                           flips=int(sum(judged.parity.flips.values())),
-                           mean_abs_diff=float(judged.parity.mean_abs_diff or 0.0),
-                           failures=[c.describe() for c in judged.checks if not c.passed])
-
     runs = []
     for k in range(args.splits):
         salt = "" if k == 0 else f"{k}:"
         certify = np.asarray([hashlib.sha256((salt + t).encode("utf-8")).digest()[0] & 1 == 1 for t in data.texts])
         search_index, certify_index = np.flatnonzero(~certify), np.flatnonzero(certify)
-        search = search_int8(build, lambda path: outcome(judge(search_index, probs_of(path))), proxy_error,
-                             candidates, budget_s=1e9, max_float=args.max_float)
+        def gate_on_search_half(path):
+            return GateOutcome.from_comparison(judge(search_index, probs_of(path)))
+
+        search = search_int8(build, gate_on_search_half, proxy_error, candidates, budget_s=1e9,
+                             max_float=args.max_float)
         chosen = build(search.smoothing, search.float_nodes)
         on_certify = judge(certify_index, probs_of(chosen))
         run = {"split": k, "search_texts": int(len(search_index)), "certify_texts": int(len(certify_index)),

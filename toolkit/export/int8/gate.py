@@ -96,12 +96,7 @@ class SplitGate:
         probs = sigmoid(score_logits(path, self.feeds, len(self.y_true)))
         judged = compare(Variant.INT8, self.y_true, self.reference, self.thresholds, self.ref_metrics, probs,
                          self.thresholds, self.labels, self.gates)
-        worst = judged.worst
-        return GateOutcome(passed=all(c.passed for c in judged.checks), macro_drop=judged.gated_macro_drop,
-                           worst_label=worst.label, worst_drop=worst.gated_drop,
-                           flips=int(sum(judged.parity.flips.values())),
-                           mean_abs_diff=float(judged.parity.mean_abs_diff or 0.0),
-                           failures=[c.describe() for c in judged.checks if not c.passed])
+        return GateOutcome.from_comparison(judged)
 
     def proxy_error(self, path: Path) -> float:
         """Mean |Δlogit| against fp32 on the calibration texts (training data: the search never ranks on dev)."""

@@ -29,6 +29,15 @@ class GateOutcome:
     failures: list[str] = field(default_factory=list)
     error: str = ""  # the candidate could not be built or scored: this step failed, the search went on
 
+    @classmethod
+    def from_comparison(cls, judged) -> "GateOutcome":
+        """The outcome of `toolkit.parity.compare`'s verdict on one candidate."""
+        worst = judged.worst
+        return cls(passed=all(c.passed for c in judged.checks), macro_drop=judged.gated_macro_drop,
+                   worst_label=worst.label, worst_drop=worst.gated_drop, flips=int(sum(judged.parity.flips.values())),
+                   mean_abs_diff=float(judged.parity.mean_abs_diff or 0.0),
+                   failures=[c.describe() for c in judged.checks if not c.passed])
+
     def to_dict(self) -> dict:
         entry = {"passed": self.passed, "macro_drop": _finite(self.macro_drop), "worst_label": self.worst_label,
                  "worst_drop": _finite(self.worst_drop), "flips": self.flips,
