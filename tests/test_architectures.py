@@ -169,6 +169,66 @@ def test_bench_runs_with_its_pytorch_baseline(arch):
     assert all(rate > 0 for rate in rates.values())
 
 
+def test_score_equals_the_runtime(arch, tmp_path):
+    """`toolkit score` (local engine) on this architecture's export: the runtime's scores, ids kept."""
+    from toolkit.config import ScoreConfig
+    from toolkit.runtime import EmotionClassifier
+    from toolkit.score import score_files
+
+    source = tmp_path / "texts.jsonl"
+    source.write_text("".join(json.dumps({"id": f"t{i}", "text": t}) + "\n" for i, t in enumerate(PROBE_TEXTS)))
+    result = score_files(ScoreConfig(export=arch["export"], input=str(source), output=tmp_path / "out.jsonl", id_column="id",
+                                     variant="int8", provider="cpu"))
+    assert (result.rows, result.errors) == (len(PROBE_TEXTS), 0)
+    rows = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    classifier = EmotionClassifier.load(arch["export"], variant="int8", provider="cpu")
+    scores = np.array([[row[label] for label in classifier.labels] for row in rows], dtype=np.float32)
+    assert [row["id"] for row in rows] == [f"t{i}" for i in range(len(PROBE_TEXTS))]
+    np.testing.assert_array_equal(scores, classifier.predict_proba(PROBE_TEXTS))
+
+
+@pytest.fixture(scope="module")
+def serve_port():
+    """One local Ray with Ray Serve for the module; each architecture's app replaces the previous one."""
+    ray = pytest.importorskip("ray", reason="toolkit[serve] (ray) is not installed")
+    serve = pytest.importorskip("ray.serve", reason="toolkit[serve] (ray[serve]) is not installed")
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        serve.start(http_options={"host": "127.0.0.1", "port": port}, logging_config={"enable_access_log": False})
+        yield port
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+
+
+def test_serve_equals_the_runtime(arch, serve_port):
+    """`toolkit serve`'s application on this architecture's export answers with the runtime's scores."""
+    from http_client import request_json
+    from ray import serve
+
+    from toolkit.config import ServeConfig
+    from toolkit.runtime import EmotionClassifier
+    from toolkit.serve import APP_NAME, build_app
+
+    cfg = ServeConfig(export=arch["export"], variant="int8", provider="cpu", replicas=1, threads_per_replica=1,
+                      port=serve_port)
+    serve.run(build_app(cfg), name=APP_NAME, route_prefix="/")
+    try:
+        status, body = request_json(f"http://127.0.0.1:{serve_port}", "/predict", {"texts": PROBE_TEXTS})
+    finally:
+        serve.delete(APP_NAME)  # the next architecture's app starts from nothing
+    assert status == 200, body
+    classifier = EmotionClassifier.load(arch["export"], variant="int8", provider="cpu")
+    served = np.array([[p["scores"][label] for label in classifier.labels] for p in body["predictions"]])
+    assert body["variant"] == "int8"
+    np.testing.assert_allclose(served, classifier.predict_proba(PROBE_TEXTS), rtol=0, atol=1e-6)
+
+
 # ---------------------------------------------------------------------------- checkpoints users bring
 
 
