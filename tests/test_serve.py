@@ -172,7 +172,11 @@ def test_cli_serves_until_ctrl_c(tiny_export_session, tmp_path):
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
     stop_seconds = None
     try:
-        line = proc.stdout.readline()  # printed once every replica answers
+        # the ready line, printed once every replica answers; Ray's own log lines ("(raylet) ...", e.g. a
+        # retried controller task of another Ray this machine ran before) may come first on stdout
+        line = proc.stdout.readline()
+        while line and not line.startswith("serving "):
+            line = proc.stdout.readline()
         ingress = "haproxy" if haproxy else "python"
         found = re.match(rf"serving .* at http://127\.0\.0\.1:{port} \(1 replica\(s\) x \d thread\(s\), "
                          rf"ingress {ingress}\); Ray at (\S+) \(auth token\)", line)
