@@ -146,7 +146,7 @@ class EmotionClassifier:
         if isinstance(max_batch_size, bool) or not isinstance(max_batch_size, int) or max_batch_size < 1:
             raise ToolkitError(f"max_batch_size must be a positive integer, got {max_batch_size!r}")
         manifest = artifacts.read_manifest(export_dir)
-        _check_labels(export_dir, manifest)
+        check_manifest_labels(export_dir, manifest)
         if verify:
             _verify_files(export_dir, manifest, [artifacts.TOKENIZER_JSON])
         tokenizer, pad_id = _load_tokenizer(export_dir, int(manifest["max_length"]))
@@ -281,7 +281,8 @@ def _check_threshold(threshold) -> float:
     return float(threshold)
 
 
-def _check_labels(export_dir: Path, manifest: dict) -> None:
+def check_manifest_labels(export_dir: Path, manifest: dict) -> None:
+    """Refuse a manifest whose labels or thresholds are missing, malformed or of different lengths (toolkit web too)."""
     where = export_dir / artifacts.MANIFEST
     labels, thresholds = manifest.get("labels"), manifest.get("thresholds")
     if not isinstance(labels, list) or not labels or not all(isinstance(x, str) and x for x in labels):
@@ -305,7 +306,7 @@ def _check_labels(export_dir: Path, manifest: dict) -> None:
                             "re-run `toolkit export --force`")
 
 
-def _choose_variant(export_dir: Path, manifest: dict, variant: str, provider: str) -> tuple[str, str]:
+def choose_variant(export_dir: Path, manifest: dict, variant: str, provider: str) -> tuple[str, str]:
     """(variant name, file) for a requested variant, resolving "auto" against the provider and validation."""
     variants = manifest.get("variants") or {}
     where = export_dir / artifacts.MANIFEST
@@ -385,7 +386,7 @@ def _failures(manifest: dict, name: str) -> list[str]:
 
 def _open_variant(export_dir: Path, manifest: dict, variant: str, provider: str,
                   threads: int | None, verify: bool) -> tuple[str, ort.InferenceSession]:
-    name, model_file = _choose_variant(export_dir, manifest, variant, provider)
+    name, model_file = choose_variant(export_dir, manifest, variant, provider)
     entry = manifest["variants"][name]
     if entry.get("backend") == "openvino":  # an IR: OpenVINO's CPU plugin through toolkit.openvino_session
         from toolkit.openvino_session import open_variant
@@ -398,7 +399,7 @@ def _open_variant(export_dir: Path, manifest: dict, variant: str, provider: str,
     session = open_session(export_dir / model_file, provider, threads)
     if session.get_providers()[0] == CPU and resolve_providers(provider)[0] != CPU:
         # provider auto fell back to CPU (see open_session): take the variant auto picks for CPU
-        cpu_name, cpu_file = _choose_variant(export_dir, manifest, variant, Provider.CPU.value)
+        cpu_name, cpu_file = choose_variant(export_dir, manifest, variant, Provider.CPU.value)
         if cpu_name != name:
             if verify:
                 _verify_files(export_dir, manifest, [cpu_file])

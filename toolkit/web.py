@@ -75,11 +75,11 @@ def build_web(export_dir: Path, out: Path, variant: str = "auto", webgpu: bool =
         ArtifactError: the export is missing, corrupt or has no such variant.
         ToolkitError: js/node_modules is not installed.
     """
-    from toolkit.runtime import _check_labels, _choose_variant, verify_files  # the runtime's own rules
+    from toolkit.runtime import check_manifest_labels, choose_variant, verify_files  # the runtime's own rules
 
     export_dir, out = Path(export_dir), Path(out)
     manifest = artifacts.read_manifest(export_dir)
-    _check_labels(export_dir, manifest)
+    check_manifest_labels(export_dir, manifest)
     verify_files(export_dir, manifest)
     # onnxruntime-web runs ONNX files only: an OpenVINO IR variant (backend "openvino") is not a candidate
     onnx = {k: v for k, v in (manifest.get("variants") or {}).items()
@@ -88,7 +88,7 @@ def build_web(export_dir: Path, out: Path, variant: str = "auto", webgpu: bool =
     if str(variant).strip().lower() not in onnx and isinstance(other, dict):
         raise ArtifactError(f"{export_dir}: variant {variant} runs on {other.get('backend')}, not onnxruntime; a "
                             f"browser runs the ONNX variants: {', '.join(onnx) or 'none in this export'} (or auto)")
-    name, model_file = _choose_variant(export_dir, {**manifest, "variants": onnx}, variant, "cpu")
+    name, model_file = choose_variant(export_dir, {**manifest, "variants": onnx}, variant, "cpu")
     js_root = Path(js_dir) if js_dir else DEFAULT_JS_DIR
     sources = _web_sources(js_root, Path(page_dir) if page_dir else DEFAULT_PAGE_DIR,
                            ("wasm", "webgpu") if webgpu else ("wasm",))
