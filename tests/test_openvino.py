@@ -23,7 +23,7 @@ from toolkit.metrics import compute_metrics, sigmoid  # noqa: E402
 from toolkit.openvino_session import has_bf16, open_openvino  # noqa: E402
 from toolkit.parity import compare  # noqa: E402
 
-CALIBRATION_TEXTS = 48  # NNCF's statistics on the tiny model; enough for scales, cheap on 2 cores
+CALIBRATION_TEXTS = 256  # NNCF's statistics on the tiny model: at 48, ov_int8 failed the int8 gates in 2 of 5 runs here (macro 0.012, a label 0.036-0.052)
 
 
 def _splits(manifest: dict):
