@@ -125,6 +125,21 @@ def test_build_tiny_classifier_has_labels_in_order():
     assert tokenizer("hello")["input_ids"][0] == tokenizer.cls_token_id
 
 
+def test_tiny_vocab_is_the_same_on_every_call_and_spells_any_word():
+    """tokenizers' WordPieceTrainer gave a different vocab on each call (4 of 4 on the demo texts)."""
+    from toolkit.demo_corpus import generate_demo_corpus
+
+    texts = generate_demo_corpus(n=600, seed=3)[0]
+    vocabs = [train_wordpiece_tokenizer(texts, vocab_size=120).get_vocab() for _ in range(3)]
+    assert vocabs[0] == vocabs[1] == vocabs[2]
+    tokens = sorted(vocabs[0], key=vocabs[0].get)
+    assert tokens[:5] == ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] and len(tokens) == 120
+    words = tokens[tokens.index("##z") + 1:]  # after the alphabet: whole words, most frequent first
+    assert words and all(not w.startswith("##") for w in words)
+    tokenizer = train_wordpiece_tokenizer(texts, vocab_size=120)
+    assert tokenizer.tokenize(f"I {words[0].upper()} zyxq 42") == ["i", words[0], "z", "##y", "##x", "##q", "4", "##2"]
+    assert "[UNK]" not in tokenizer.tokenize(" ".join(texts[:50]))
+
 def test_hub_name_offline_names_the_presets(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(ModelError, match=r"cannot load model 'no-such-org/no-such-model'.*offline preset \(minilm, tiny\)"):

@@ -39,6 +39,7 @@ PROBLEM_TYPE = "multi_label_classification"
 POOLING_ATTR = "toolkit_pooling"  # "pooler" (BertForSequenceClassification) or "cls" (the seeds' cls-head layout)
 TINY_SHAPE = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128)  # learns the demo corpus in seconds
 TINY_VOCAB_SIZE = 2000  # enough word pieces for short English texts
+TINY_SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 # layout -> (encoder prefix, head prefix). The layout names the manifest's source kind (seed-<layout>);
 # exports made before the rename say seed-emotionclassifier and still load (the layout is detected from the keys).
 SEED_LAYOUTS = {"bertclass": ("l1.", "l3."), "cls-head": ("transformer.", "classifier.")}
@@ -106,7 +107,7 @@ def build_classifier(name_or_path: str, label_names: Sequence[str], dropout: flo
 
     Args:
         name_or_path: a preset (minilm, tiny), a local directory or a hub name.
-        train_texts: needed by `tiny`, whose WordPiece vocab is trained on them.
+        train_texts: needed by `tiny`, whose WordPiece vocab is built from them.
     Returns:
         (model, tokenizer)
     Raises:
@@ -413,16 +414,42 @@ def load_tokenizer(source):
 
 
 def train_wordpiece_tokenizer(texts: Sequence[str], vocab_size: int = TINY_VOCAB_SIZE):
-    """A lowercase BERT WordPiece tokenizer trained on `texts` (offline, deterministic)."""
-    from tokenizers import BertWordPieceTokenizer
+    """A lowercase BERT WordPiece tokenizer for `texts`: the same vocab, in the same order, on every run."""
     from transformers import BertTokenizerFast
 
-    wordpiece = BertWordPieceTokenizer(lowercase=True)
-    wordpiece.train_from_iterator(list(texts), vocab_size=vocab_size, min_frequency=1, show_progress=False,
-                                  special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"])
     with tempfile.TemporaryDirectory() as tmp:
-        wordpiece.save_model(tmp)
-        return BertTokenizerFast(vocab_file=os.path.join(tmp, "vocab.txt"), do_lower_case=True)
+        vocab_file = os.path.join(tmp, "vocab.txt")
+        Path(vocab_file).write_text("".join(f"{token}\n" for token in wordpiece_vocab(texts, vocab_size)),
+                                    encoding="utf-8")
+        return BertTokenizerFast(vocab_file=vocab_file, do_lower_case=True)
+
+
+def wordpiece_vocab(texts: Sequence[str], vocab_size: int = TINY_VOCAB_SIZE,
+                    special_tokens: Sequence[str] = TINY_SPECIAL_TOKENS) -> list[str]:
+    """A lowercase WordPiece vocab for `texts`, deterministic: the same tokens in the same order on every run.
+
+    The special tokens, every character seen (and a-z, 0-9) alone and as a '##' continuation (so
+    any word of them can be spelled), then the most frequent words, ties broken alphabetically.
+    Words are split by BERT's own normalizer and pre-tokenizer, as they will be encoded. Written
+    here because tokenizers' WordPieceTrainer is not deterministic: the ids of its continuation
+    pieces follow hash-map order and feed its merge tie-breaking (huggingface/tokenizers#1794; the
+    fix, PR #2066, is open). Measured with tokenizers 0.22 on 1,000 demo texts: 4 calls gave 4
+    different vocabs, so `train --model tiny --seed 7` trained a different model on every run.
+    """
+    import string
+    from collections import Counter
+
+    from tokenizers import BertWordPieceTokenizer
+
+    bert = BertWordPieceTokenizer(lowercase=True)  # its normalizer and pre-tokenizer: BertTokenizerFast's
+    words = Counter()
+    for text in texts:
+        words.update(word for word, _ in bert.pre_tokenizer.pre_tokenize_str(bert.normalizer.normalize_str(text)))
+    characters = sorted({c for word in words for c in word} | set(string.ascii_lowercase + string.digits))
+    vocab = [*special_tokens, *characters, *(f"##{c}" for c in characters)]
+    taken = set(vocab)
+    by_frequency = sorted((w for w in words if w not in taken), key=lambda w: (-words[w], w))
+    return vocab + by_frequency[:max(vocab_size - len(vocab), 0)]  # the alphabet is kept whole past vocab_size
 
 
 # ---------------------------------------------------------------------------- helpers

@@ -37,7 +37,7 @@ PRESET_SPECS = {
                   "weights": "random"},
     # the shipped all-MiniLM-L6-v2 encoder (pretrained) with a random classification head.
     "minilm": {"architecture": "minilm", "weights": "pretrained encoder, random head"},
-    # modeling's tiny test shape with random weights and a WordPiece vocab trained on the demo corpus.
+    # modeling's tiny test shape with random weights and a WordPiece vocab built from the demo corpus.
     "tiny": {"architecture": "tiny", "weights": "random"},
 }
 
