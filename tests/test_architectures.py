@@ -127,27 +127,6 @@ def test_int8_accounts_for_every_weight_matmul_per_token_or_float_with_a_reason(
     assert len(matmuls["float"]) <= 1 + SEARCH["int8_max_float"]  # the logits layer plus the search's picks
 
 
-@pytest.fixture(scope="session")
-def certify_csv(tmp_path_factory) -> Path:
-    """2,000 fresh demo texts (another seed) with their 0/1 labels, to certify on.
-
-    The recorded split's certify half holds ~150 texts here, ~35 positives a label, where one flipped
-    decision moves a label's F1 by ~0.03, int8's whole per-label limit: a full run once failed MPNet's
-    int8 on 5 such flips (0.050 > 0.03) after its search had passed. Here a flip is worth ~0.004.
-    """
-    import csv
-
-    from toolkit.demo_corpus import generate_demo_corpus
-
-    texts, labels, names = generate_demo_corpus(n=2000, seed=1)
-    path = tmp_path_factory.mktemp("certify") / "certify.csv"
-    with open(path, "w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["text", *names])
-        writer.writerows([text, *map(int, row)] for text, row in zip(texts, labels))
-    return path
-
-
 def test_validate_passes(arch, certify_csv):
     from toolkit.validate import validate_export
 

@@ -112,9 +112,10 @@ def build_tokenizer(arch: str, texts: Sequence[str]):
 def _wordpiece(arch: str, texts: Sequence[str]):
     import tempfile
 
-    from tokenizers import BertWordPieceTokenizer
     from transformers import AutoTokenizer, BertTokenizerFast, DistilBertTokenizerFast, ElectraTokenizerFast, \
         MPNetTokenizerFast
+
+    from toolkit.modeling import wordpiece_vocab
 
     if arch == "mpnet":
         specials = dict(bos_token="<s>", eos_token="</s>", sep_token="</s>", cls_token="<s>", unk_token="[UNK]",
@@ -122,14 +123,12 @@ def _wordpiece(arch: str, texts: Sequence[str]):
         order = ["<s>", "<pad>", "</s>", "[UNK]", "<mask>"]
     else:
         specials, order = _BERT_SPECIALS, ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    wordpiece = BertWordPieceTokenizer(lowercase=True, unk_token=specials["unk_token"], sep_token=specials["sep_token"],
-                                       cls_token=specials["cls_token"], pad_token=specials["pad_token"],
-                                       mask_token=specials["mask_token"])
-    wordpiece.train_from_iterator(list(texts), vocab_size=VOCAB_SIZE, special_tokens=order, show_progress=False)
     cls = {"bert": BertTokenizerFast, "distilbert": DistilBertTokenizerFast, "electra": ElectraTokenizerFast,
            "mpnet": MPNetTokenizerFast}[arch]
     with tempfile.TemporaryDirectory() as tmp:
-        wordpiece.save_model(tmp)
+        # the toolkit's deterministic vocab: tokenizers' WordPieceTrainer gives another on every call
+        Path(tmp, "vocab.txt").write_text("".join(f"{t}\n" for t in wordpiece_vocab(texts, VOCAB_SIZE, order)),
+                                          encoding="utf-8")
         tokenizer = cls(vocab_file=f"{tmp}/vocab.txt", do_lower_case=True, **specials)
         tokenizer.save_pretrained(tmp)
         return AutoTokenizer.from_pretrained(tmp)  # detached from the temporary vocab file
@@ -171,8 +170,22 @@ def _unigram(arch: str, texts: Sequence[str]):
     unigram = SentencePieceUnigramTokenizer()
     unigram.train_from_iterator(list(texts), vocab_size=VOCAB_SIZE, special_tokens=order,
                                 unk_token=specials["unk_token"], show_progress=False)
+    backend = _rounded_scores(unigram)
     cls_token, sep_token = specials["cls_token"], specials["sep_token"]
-    unigram.post_processor = TemplateProcessing(
+    backend.post_processor = TemplateProcessing(
         single=f"{cls_token} $A {sep_token}", pair=f"{cls_token} $A {sep_token} $B:1 {sep_token}:1",
-        special_tokens=[(cls_token, unigram.token_to_id(cls_token)), (sep_token, unigram.token_to_id(sep_token))])
-    return cls(tokenizer_object=unigram._tokenizer, **specials)
+        special_tokens=[(cls_token, backend.token_to_id(cls_token)), (sep_token, backend.token_to_id(sep_token))])
+    return cls(tokenizer_object=backend, **specials)
+
+
+def _rounded_scores(unigram):
+    """The trained Unigram tokenizer with its piece scores rounded to 1e-9. The trainer gives the same
+    pieces on every call but scores that differ in their last bits (1e-14 measured), which could
+    break a Viterbi tie differently from run to run."""
+    import json
+
+    from tokenizers import Tokenizer
+
+    state = json.loads(unigram._tokenizer.to_str())
+    state["model"]["vocab"] = [[piece, round(score, 9)] for piece, score in state["model"]["vocab"]]
+    return Tokenizer.from_str(json.dumps(state))
