@@ -24,9 +24,9 @@ def _session(path: Path):
     return open_session(path, provider="cpu", threads=1)
 
 
-def _feed(session, batch: int, length: int, seed: int = 0) -> dict:
+def _feed(session, batch: int, length: int, vocab_size: int, seed: int = 0) -> dict:
     rng = np.random.default_rng(seed)
-    ids = rng.integers(5, 500, size=(batch, length), dtype=np.int64)
+    ids = rng.integers(5, vocab_size, size=(batch, length), dtype=np.int64)
     mask = np.ones((batch, length), dtype=np.int64)
     mask[0, length // 2:] = 0  # one padded row
     values = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
@@ -55,9 +55,10 @@ def test_variant_graph_has_dynamic_batch_and_sequence_axes(tiny_export_session, 
     assert all(i.type == "tensor(int64)" for i in session.get_inputs())
     assert [(o.name, o.type) for o in session.get_outputs()] == [("logits", "tensor(float)")]
     labels = len(artifacts.read_manifest(tiny_export_session)["labels"])
+    vocab_size = json.loads((tiny_export_session / "config.json").read_text())["vocab_size"]
     for batch in (1, 3):
         for length in (5, 17):
-            logits = session.run(None, _feed(session, batch, length))[0]
+            logits = session.run(None, _feed(session, batch, length, vocab_size))[0]
             assert logits.shape == (batch, labels)
             assert np.isfinite(logits).all()
 

@@ -76,8 +76,10 @@ def test_export_writes_ir_and_manifest_entries(ov_export):
     for name in ("fp32", "fp16", "int8"):  # the ONNX variants are untouched
         assert manifest["variants"][name]["status"] == "ok"
     settings = manifest["variants"][ovx.OV_INT8]["settings"]
-    # the logits layer the ONNX int8 keeps in float stays float: Gemm becomes MatMul '<name>/WithoutBiases'
-    assert settings["ignored_scope"] == ["/classifier/Gemm/WithoutBiases"]
+    # what the ONNX int8 keeps in float stays float: the logits layer (Gemm becomes MatMul
+    # '<name>/WithoutBiases') and the MatMuls its search kept float on this model, if any
+    onnx_int8 = manifest["variants"]["int8"]["settings"]
+    assert settings["ignored_scope"] == sorted(["/classifier/Gemm/WithoutBiases", *onnx_int8["float_nodes"]])
     assert settings["model_type"] == "TRANSFORMER" and settings["calibration_samples"] == CALIBRATION_TEXTS
     assert settings["fake_quantize_ops"] >= 12  # every encoder MatMul's inputs (2 layers x 6 + the pooler)
     assert "openvino" in manifest["versions"] and "nncf" in manifest["versions"]
@@ -162,16 +164,22 @@ def test_session_errors_name_the_file_and_the_fix(ov_export, tmp_path):
 
 
 def test_scores_within_the_gates_of_fp32(ov_export):
-    """On the validation split, each OpenVINO variant passes the gates of its precision against fp32 ONNX."""
+    """On 2,000 fresh texts, each OpenVINO variant passes the gates of its precision against fp32 ONNX.
+
+    Not the 300-text validation split: there one flip moves a label's F1 by up to 0.03, int8's whole
+    limit, and ov_int8 failed on 3 flips (0.035) on a model trained with another seed.
+    """
+    from toolkit.demo_corpus import generate_demo_corpus
+
     manifest = artifacts.read_manifest(ov_export)
-    validation = _splits(manifest).validation
     labels, thresholds = manifest["labels"], np.asarray(manifest["thresholds"])
-    reference = _ov_reference(ov_export, validation.texts)
-    ref_metrics = compute_metrics(validation.labels, reference, thresholds, labels)
+    texts, truth, names = generate_demo_corpus(n=2000, seed=1)  # the texts of the certify_csv fixture
+    truth = truth[:, [names.index(label) for label in labels]]
+    reference = _ov_reference(ov_export, texts)
+    ref_metrics = compute_metrics(truth, reference, thresholds, labels)
     for name in [v for v in ovx.VARIANTS if v in manifest["variants"]]:
-        probs = _ov_probs(ov_export, name, validation.texts)
-        judged = compare(name, validation.labels, reference, thresholds, ref_metrics, probs, thresholds,
-                         labels, Gates())
+        probs = _ov_probs(ov_export, name, texts)
+        judged = compare(name, truth, reference, thresholds, ref_metrics, probs, thresholds, labels, Gates())
         assert all(c.passed for c in judged.checks), [c.describe() for c in judged.checks if not c.passed]
         assert {c.check for c in judged.checks} >= {"macro_f1_drop", "label_f1_drop"}  # really gated
         assert 0 < judged.parity.max_abs_diff < (0.1 if name == ovx.OV_INT8 else 1e-2)
@@ -295,7 +303,7 @@ def test_auto_never_picks_an_unvalidated_or_failed_openvino_variant(ov_export, t
     assert auto() == ovx.OV_INT8  # certified here: the fastest on this CPU (benchmarks/openvino.md)
 
 
-def test_validate_gates_openvino_variants_and_measures_batch_dependence(ov_export, tmp_path):
+def test_validate_gates_openvino_variants_and_measures_batch_dependence(ov_export, certify_csv, tmp_path):
     from toolkit.config import ValidateConfig
     from toolkit.openvino_session import cpu_signature
     from toolkit.validate import validate_export
@@ -307,7 +315,7 @@ def test_validate_gates_openvino_variants_and_measures_batch_dependence(ov_expor
 
     names = ["int8", *[v for v in ovx.VARIANTS if v in artifacts.read_manifest(copy)["variants"]]]
     try:
-        result = validate_export(ValidateConfig(export=copy, variants=tuple(names), provider="cpu"))
+        result = validate_export(ValidateConfig(export=copy, variants=tuple(names), provider="cpu", data=certify_csv))
     except ValidationFailed as e:  # the tiny model's ov_int8 grazes its macro gate (0.0101 > 0.01 measured)
         result = e.result
     assert {c.variant for c in result.failures} <= {ovx.OV_INT8}, [c.describe() for c in result.failures]

@@ -157,7 +157,14 @@ def test_manifest_records_recipe_search_and_status(tiny_export_session):
     settings = entry["settings"]
     assert settings["recipe"] == "per-token" and settings["activation_scales"] == "per token"
     assert settings["per_token_inputs"] == _ops(onnx.load(str(_int8_path(tiny_export_session))))["QuantizeLinear"]
-    assert settings["per_token_inputs"] == 2 * 4 + 1  # per layer: QKV input, context, FFN in, FFN out; + pooler
+    # one token scale per distinct activation that feeds a quantized MatMul: per layer the QKV input, the
+    # context, FFN in and FFN out, + the pooler (2 x 4 + 1 when the search keeps no encoder MatMul float)
+    fp32 = onnx.load(str(tiny_export_session / "model.onnx"))
+    kept_float = set(settings["matmuls"]["float"])
+    quantized = set(quantize.graph.weight_matmuls(fp32)) - kept_float  # a Gemm is named '<node>_MatMul' there
+    fed = {n.input[0] for n in fp32.graph.node if {n.name, f"{n.name}_MatMul"} & quantized}
+    assert settings["per_token_inputs"] == len(fed) <= 2 * 4 + 1
+    assert len(fed) == 2 * 4 + 1 or settings["float_nodes"]
     search = settings["search"]
     assert search["ran"] is True and search["passed"] is True
     step_times = [step["seconds"] for step in search["trace"]]  # cumulative, rounded to 0.1 s
@@ -334,8 +341,10 @@ def test_int8_settings_account_for_every_weight_matmul(tiny_export_session):
     fp32 = onnx.load(str(tiny_export_session / "model.onnx"))
     assert settings["matmuls"]["per_token"] + len(settings["matmuls"]["float"]) == len(quantize.graph.weight_matmuls(fp32))
     assert settings["matmuls"]["per_tensor"] == 0
-    assert set(settings["matmuls"]["float"]) == {"/classifier/Gemm_MatMul"}
-    assert settings["matmuls"]["float"]["/classifier/Gemm_MatMul"] == "the logits layer: kept float by design"
+    # float: the logits layer by design, and what the search kept float on this model, each with its reason
+    assert settings["matmuls"]["float"] == {
+        "/classifier/Gemm_MatMul": "the logits layer: kept float by design",
+        **{name: "kept float by the int8 search (most sensitive MatMuls first)" for name in settings["float_nodes"]}}
 
 
 def test_slow_first_steps_still_leave_time_to_rank_and_fall_back(tmp_path):
