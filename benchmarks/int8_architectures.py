@@ -21,7 +21,6 @@ command and `uptime` before and after.
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -42,7 +41,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     from toolkit import artifacts, bench
 
-    load_before = _uptime()
+    load_before = bench.uptime()
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.models.split(","):
@@ -52,7 +51,7 @@ def main(argv=None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     artifacts.write_json(out, {"command": " ".join(["python"] + sys.argv), "date": artifacts.utc_now(),
                                "machine": vars(bench.machine_info()), "versions": artifacts.library_versions(),
-                               "uptime_before": load_before, "uptime_after": _uptime(),
+                               "uptime_before": load_before, "uptime_after": bench.uptime(),
                                "shape": {"batch": args.batch, "seq_len": args.seq_len},
                                "iterations": args.iterations, "models": results})
     print(f"wrote {out}", file=sys.stderr)
@@ -149,10 +148,6 @@ def _time(files: dict[str, Path], inputs: list[str], args) -> dict:
             step()
     times = round_robin([[s] for s in steps], args.iterations)
     return {name: vars(timing_stats(t)) for name, t in zip(files, times)}
-
-
-def _uptime() -> str:
-    return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
 
 
 def _format(name: str, r: dict) -> str:

@@ -22,7 +22,6 @@ import json
 import logging
 import os
 import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -48,7 +47,7 @@ def main() -> None:
 
     import onnx
 
-    from toolkit import artifacts
+    from toolkit import artifacts, bench
     from toolkit.config import ExportConfig, Gates, Variant
     from toolkit.data import align_labels, read_dataset
     from toolkit.export import export_model
@@ -153,7 +152,7 @@ def main() -> None:
         "machine": {"platform": platform.platform(), "processor": platform.processor(), "cpus": os.cpu_count(),
                     "python": platform.python_version(),
                     "uptime_before": load_before, "uptime_after": os.getloadavg(),
-                    "uptime": subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()},
+                    "uptime": bench.uptime()},
         "versions": _versions(), "seconds": round(time.time() - started, 1),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }

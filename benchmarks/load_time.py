@@ -83,7 +83,7 @@ def main(argv=None) -> int:
                                       + sizes[artifacts.TOKENIZER_JSON]) / 1e6, 1)},
         "before_commit": args.before_commit, "rounds": args.rounds, "seconds": times, "summary": summary,
         "loadavg_before_after": [load_before, os.getloadavg()],
-        "uptime": subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip(),
+        "uptime": bench.uptime(),
         "command": " ".join(["python"] + sys.argv), "date": artifacts.utc_now(),
         "machine": vars(bench.machine_info()), "versions": artifacts.library_versions(),
     }

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -48,7 +47,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     from toolkit import artifacts, bench
 
-    load_before = _uptime()
+    load_before = bench.uptime()
     texts = [line.split("\t")[0] for line in args.texts.read_text(encoding="utf-8").splitlines()[: args.n]]
     contenders = _contenders(args)
     result = {"texts": len(texts), "source": str(args.texts), "threads": args.threads, "rounds": args.rounds,
@@ -59,7 +58,7 @@ def main(argv=None) -> int:
         names = names[r % len(names):] + names[: r % len(names)]
         for name in names:
             _time_real_text(contenders[name], texts, args.batch_one_texts, timings[name])
-        print(f"round {r + 1}/{args.rounds} done; load {_uptime()}", file=sys.stderr)
+        print(f"round {r + 1}/{args.rounds} done; load {bench.uptime()}", file=sys.stderr)
     reference = contenders["onnxruntime fp32"].predict(texts)
     manifest = artifacts.read_manifest(args.export)
     thresholds = np.asarray(manifest["thresholds"])
@@ -78,7 +77,7 @@ def main(argv=None) -> int:
         row["vs_toolkit_int8"] = row["texts_per_s_b32"] / baseline if baseline else None
     result.update(command=" ".join(["python"] + sys.argv), date=artifacts.utc_now(), load_before=load_before,
                   notes=PEER_NOTES,
-                  load_after=_uptime(), machine=vars(bench.machine_info()), cpu_flags=_cpu_flags(),
+                  load_after=bench.uptime(), machine=vars(bench.machine_info()), cpu_flags=_cpu_flags(),
                   versions=artifacts.library_versions(("toolkit", "onnxruntime", "openvino", "nncf", "optimum-intel",
                                                        "optimum", "transformers", "torch", "tokenizers", "numpy")),
                   export_manifest_variants={k: {f: v.get(f) for f in ("file", "bytes", "size_vs_fp32", "export_seconds",
@@ -274,10 +273,6 @@ def _print_table(result: dict) -> None:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)))
-
-
-def _uptime() -> str:
-    return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
 
 
 def _cpu_flags() -> list[str]:

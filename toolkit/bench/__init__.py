@@ -14,7 +14,7 @@ One job per module, imported in this order (no cycles):
 Nothing here imports torch at import time, and `run_bench` with `baseline=False` on an export
 never does. The names below are the package's public surface.
 """
-from toolkit.bench.environment import machine_info
+from toolkit.bench.environment import machine_info, uptime
 from toolkit.bench.fixed import INPUT_SEED, MIN_ITERATIONS
 from toolkit.bench.report import format_markdown, format_summary, plot_result
 from toolkit.bench.results import SCHEMA, BenchRecord, BenchResult, MachineInfo, load_result, result_to_dict, \
@@ -27,6 +27,6 @@ __all__ = [
     "run_bench", "select_providers", "prepare_preset", "PRESET_SPECS", "PRESET_LABELS",
     "BenchRecord", "BenchResult", "MachineInfo", "TimingStats", "SCHEMA", "RESULTS_DIR", "RUNS_DIR",
     "INPUT_SEED", "MIN_ITERATIONS",
-    "timing_stats", "round_robin", "machine_info",
+    "timing_stats", "round_robin", "machine_info", "uptime",
     "format_summary", "format_markdown", "plot_result", "load_result", "result_to_dict", "write_csv",
 ]

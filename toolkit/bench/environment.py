@@ -63,6 +63,11 @@ def machine_info() -> MachineInfo:
                        load_average=load, cpu_busy=cpu_busy())
 
 
+def uptime() -> str:
+    """`uptime`'s line (time up, users, load averages), which benchmarks record before and after a run."""
+    return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+
+
 def versions() -> dict:
     """Installed versions of what shapes the numbers, onnxruntime's providers, and torch's CUDA if torch ran."""
     import onnxruntime as ort
