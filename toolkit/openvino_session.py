@@ -13,6 +13,7 @@ Imports only numpy and openvino (no torch, no onnxruntime), like the rest of the
 """
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
@@ -138,6 +139,7 @@ def has_bf16(core=None) -> bool:
     return "BF16" in core.get_property(DEVICE, "OPTIMIZATION_CAPABILITIES")
 
 
+@functools.lru_cache(maxsize=None)  # the CPU does not change under a process; /proc/cpuinfo is long on big hosts
 def cpu_signature() -> str:
     """The CPU as OpenVINO's kernel choice sees it: architecture, model name and the ISA extensions
     that change int8/bf16 kernels. `toolkit validate` records it with each verdict, and `auto`

@@ -217,8 +217,7 @@ class EmotionClassifier:
         except TypeError:
             # A lone surrogate (e.g. JSON "\ud83d") is a valid Python str but not UTF-8, and the
             # tokenizer rejects the whole batch; score it as U+FFFD like any undecodable byte.
-            clean = [t.encode("utf-8", "surrogatepass").decode("utf-8", "replace") for t in texts]
-            return self._tokenizer.encode_batch(clean, add_special_tokens=True)
+            return self._tokenizer.encode_batch(_without_surrogates(texts), add_special_tokens=True)
 
     def _run(self, encodings) -> np.ndarray:
         feed = self._feed(encodings)
@@ -340,8 +339,9 @@ def _auto_variant(export_dir: Path, manifest: dict, on_gpu: bool) -> str:
     preferred = AUTO_VARIANTS["gpu" if on_gpu else "cpu"]
     ranked = [v for v in preferred if v in variants] + [v for v in variants if v not in preferred]
     status = manifest.get(artifacts.VALIDATION_STATUS) or {}
-    passed = [v for v in ranked if _certified(status.get(v)) and not _failures(manifest, v)]
-    not_failed = [v for v in ranked if not _failures(manifest, v)]
+    failures = {v: _failures(manifest, v) for v in ranked}
+    passed = [v for v in ranked if _certified(status.get(v)) and not failures[v]]
+    not_failed = [v for v in ranked if not failures[v]]
     if not status:
         log.info("variant auto: %s was never validated (run `toolkit validate --export %s`); "
                  "choosing by speed among variants that did not fail at export", export_dir, export_dir)
@@ -353,7 +353,7 @@ def _auto_variant(export_dir: Path, manifest: dict, on_gpu: bool) -> str:
     skipped = ranked[: ranked.index(chosen)]
     if skipped:
         log.info("variant auto: %s skips %s (%s), using %s", export_dir, ", ".join(skipped),
-                 "; ".join(f"{v}: {', '.join(_failures(manifest, v)) or 'not validated'}" for v in skipped), chosen)
+                 "; ".join(f"{v}: {', '.join(failures[v]) or 'not validated'}" for v in skipped), chosen)
     if not (passed or not_failed):
         log.warning("variant auto: every variant of %s failed a check; using %s", export_dir, chosen)
     return chosen
@@ -392,10 +392,10 @@ def _open_variant(export_dir: Path, manifest: dict, variant: str, provider: str,
         from toolkit.openvino_session import open_variant
 
         if verify:
-            _verify_files(export_dir, manifest, [model_file, entry.get("weights_file") or ""])
+            _verify_files(export_dir, manifest, variant_files(entry))
         return name, open_variant(export_dir, entry, provider, threads)
     if verify:
-        _verify_files(export_dir, manifest, [model_file])
+        _verify_files(export_dir, manifest, variant_files(entry))
     session = open_session(export_dir / model_file, provider, threads)
     if session.get_providers()[0] == CPU and resolve_providers(provider)[0] != CPU:
         # provider auto fell back to CPU (see open_session): take the variant auto picks for CPU
@@ -424,9 +424,19 @@ def _verify_files(export_dir: Path, manifest: dict, files: list[str] | None = No
     artifacts.verify_checksums(export_dir, manifest)
 
 
+def _without_surrogates(texts: Sequence[str]) -> list[str]:
+    """Lone surrogates (e.g. JSON "\\ud83d": a valid Python str, not UTF-8) as U+FFFD, which the tokenizer accepts."""
+    return [t.encode("utf-8", "surrogatepass").decode("utf-8", "replace") for t in texts]
+
+
 def _variant_files(manifest: dict) -> list[str]:
     variants = manifest.get("variants") or {}
-    return [entry["file"] for entry in variants.values() if isinstance(entry, dict) and entry.get("file")]
+    return [rel for entry in variants.values() if isinstance(entry, dict) for rel in variant_files(entry)]
+
+
+def variant_files(entry: dict) -> list[str]:
+    """The files a variant's manifest entry loads: its model file, and an OpenVINO IR's weights (.bin)."""
+    return [entry[key] for key in ("file", "weights_file") if entry.get(key)]
 
 
 def _load_tokenizer(export_dir: Path, max_length: int):
@@ -480,20 +490,20 @@ def count_truncated(tokenizer, texts: Sequence[str], max_length: int) -> Truncat
         counter = Tokenizer.from_str(backend.to_str())
         counter.no_truncation()
         counter.no_padding()
-        clean = [t.encode("utf-8", "surrogatepass").decode("utf-8", "replace") for t in texts]  # as _encode does
-        lengths = [len(e.ids) for e in counter.encode_batch(clean, add_special_tokens=True)]
+        lengths = [len(e.ids) for e in counter.encode_batch(_without_surrogates(texts), add_special_tokens=True)]
     else:  # a transformers "slow" (pure Python) tokenizer
         lengths = [len(ids) for ids in tokenizer(list(texts), truncation=False)["input_ids"]]
     return Truncation(sum(n > max_length for n in lengths), len(texts), int(max_length))
 
 
-def verify_files(export_dir, manifest: dict) -> None:
-    """Check every file in the manifest against its sha256 (`EmotionClassifier.load` checks only what it opens).
+def verify_files(export_dir, manifest: dict, files: Sequence[str] | None = None) -> None:
+    """Check `files` (default: every file in the manifest) against their sha256 (`EmotionClassifier.load`
+    checks only what it opens).
 
     Raises:
         ArtifactError: a file is missing, modified, or has no checksum in the manifest.
     """
-    _verify_files(Path(export_dir), manifest)
+    _verify_files(Path(export_dir), manifest, None if files is None else list(files))
 
 
 def pad_id(tokenizer) -> int:

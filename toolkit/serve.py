@@ -481,9 +481,10 @@ def _check_cpus(cfg: ServeConfig) -> None:
 
     wanted = cfg.replicas * cfg.threads_per_replica
     have = ray.cluster_resources().get("CPU", 0)
-    if not cfg.address and wanted > usable_cores():
+    cores = usable_cores()
+    if not cfg.address and wanted > cores:
         log.warning("%d replicas x %d threads = %d threads on %d usable cores: oversubscribed, expect lower "
-                    "throughput", cfg.replicas, cfg.threads_per_replica, wanted, usable_cores())
+                    "throughput", cfg.replicas, cfg.threads_per_replica, wanted, cores)
     if wanted > have:
         log.warning("the replicas reserve %d CPUs but the cluster has %g: some stay pending until nodes join",
                     wanted, have)

@@ -39,6 +39,7 @@ from toolkit import artifacts
 from toolkit.config import Gates, Provider, ValidateConfig
 from toolkit.errors import ArtifactError, DataError, ValidationFailed
 from toolkit.metrics import MetricReport, compute_metrics, tune_thresholds
+from toolkit.openvino_session import cpu_signature  # the CPU a verdict holds for (OpenVINO variants)
 from toolkit.parity import NEAR_THRESHOLD, Check, LabelRow, Parity, compare, manifest_checks, near_threshold_count
 from toolkit.data import describe_fingerprint
 from toolkit.validate_report import format_markdown, format_summary
@@ -174,8 +175,9 @@ def validate_export(cfg: ValidateConfig) -> ValidationResult:
     log.info("validating %s on %s: %d texts (%s), %d labels, variants %s", export_dir, where, len(dataset),
              describe_fingerprint(evidence.fingerprint), len(labels), ", ".join(variants))
 
+    max_length = int(manifest.get("max_length") or reference_model.max_length)
     reference, ref_probs, ref_thresholds = _run_reference(reference_model, dataset.texts, labels, y_true, cfg,
-                                                          int(manifest.get("max_length") or reference_model.max_length))
+                                                          max_length)
     corrupt = _checksum_failures(export_dir, manifest, variants)
     reports = [
         _run_variant(name, cfg, y_true, dataset.texts, labels, reference, ref_probs, ref_thresholds,
@@ -186,8 +188,7 @@ def validate_export(cfg: ValidateConfig) -> ValidationResult:
         report.restricted = evidence.restricted or _too_few_positives(report, labels, cfg.gates)
     from toolkit.runtime import count_truncated
 
-    truncation = count_truncated(reference_model.tokenizer, dataset.texts,
-                                 int(manifest.get("max_length") or reference_model.max_length))
+    truncation = count_truncated(reference_model.tokenizer, dataset.texts, max_length)
     result = ValidationResult(export_dir, where, len(dataset), labels, reference, reports, cfg.gates, skipped,
                               evidence=evidence, truncation=truncation.to_dict())
     _write_reports(result, cfg, manifest)
@@ -351,20 +352,14 @@ def _run_variant(name: str, cfg: ValidateConfig, y_true: np.ndarray, texts: list
     )
 
 
-def _cpu_signature() -> str:
-    """The CPU this verdict holds for (OpenVINO variants are trusted by `auto` only on the same one)."""
-    from toolkit.openvino_session import cpu_signature
-
-    return cpu_signature()
-
-
 def _checksum_failures(export_dir: Path, manifest: dict, variants: list[str]) -> dict[str, list[Check]]:
     """Failed 'checksum' checks keyed by variant: a variant's own file, or a shared one (tokenizer,
     config) charged to every variant since each one ships with it. Files of variants not being
     validated are not read (hundreds of MB for BERT-base)."""
-    owners = {entry.get("file"): name for name, entry in (manifest.get("variants") or {}).items()}
-    owners.update({entry["weights_file"]: name for name, entry in (manifest.get("variants") or {}).items()
-                   if entry.get("weights_file")})  # an OpenVINO IR's .bin belongs to its variant
+    from toolkit.runtime import variant_files
+
+    # a variant owns its model file (and an OpenVINO IR's .bin)
+    owners = {rel: name for name, entry in (manifest.get("variants") or {}).items() for rel in variant_files(entry)}
     out: dict[str, list[Check]] = {}
     for rel, entry in (manifest.get("files") or {}).items():
         owner = owners.get(rel, "*")
@@ -403,7 +398,7 @@ def _write_reports(result: ValidationResult, cfg: ValidateConfig, manifest: dict
             "passed": None if (v.passed and v.restricted) else v.passed,
             "failures": [c.describe() for c in v.checks if not c.passed], "validated": report["created"],
             "data": result.data, "fingerprint": evidence.fingerprint if evidence else None,
-            "part": evidence.part if evidence else None, "provider": v.provider, "cpu": _cpu_signature(),
+            "part": evidence.part if evidence else None, "provider": v.provider, "cpu": cpu_signature(),
             "not_enough_evidence": dict(v.insufficient), **({"restricted": v.restricted} if v.restricted else {})}
     key = "validation" if not result.restricted else "validation_smoke"
     manifest = dict(manifest, **{key: report, artifacts.VALIDATION_STATUS: status})

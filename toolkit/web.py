@@ -80,7 +80,6 @@ def build_web(export_dir: Path, out: Path, variant: str = "auto", webgpu: bool =
     export_dir, out = Path(export_dir), Path(out)
     manifest = artifacts.read_manifest(export_dir)
     check_manifest_labels(export_dir, manifest)
-    verify_files(export_dir, manifest)
     # onnxruntime-web runs ONNX files only: an OpenVINO IR variant (backend "openvino") is not a candidate
     onnx = {k: v for k, v in (manifest.get("variants") or {}).items()
             if isinstance(v, dict) and v.get("backend", "onnxruntime") == "onnxruntime"}
@@ -90,9 +89,10 @@ def build_web(export_dir: Path, out: Path, variant: str = "auto", webgpu: bool =
                             f"browser runs the ONNX variants: {', '.join(onnx) or 'none in this export'} (or auto)")
     name, model_file = choose_variant(export_dir, {**manifest, "variants": onnx}, variant, "cpu")
     js_root = Path(js_dir) if js_dir else DEFAULT_JS_DIR
-    sources = _web_sources(js_root, Path(page_dir) if page_dir else DEFAULT_PAGE_DIR,
-                           ("wasm", "webgpu") if webgpu else ("wasm",))
+    builds = ("wasm", "webgpu") if webgpu else ("wasm",)
+    sources = _web_sources(js_root, Path(page_dir) if page_dir else DEFAULT_PAGE_DIR, builds)
     shipped = (model_file, artifacts.TOKENIZER_JSON)
+    verify_files(export_dir, manifest, shipped)  # what ships; the variants left out are never read
     excluded = {rel: entry.get("bytes", 0) for rel, entry in (manifest.get("files") or {}).items() if rel not in shipped}
     with artifacts.atomic_directory(out, force=force) as tmp:
         for part, files in sources.items():
@@ -108,10 +108,9 @@ def build_web(export_dir: Path, out: Path, variant: str = "auto", webgpu: bool =
         parts = {part: sum(src.stat().st_size for src, _ in files) for part, files in sources.items()}
         parts["model"] = (tmp / MODEL_DIR / model_file).stat().st_size
         parts["tokenizer"] = (tmp / MODEL_DIR / artifacts.TOKENIZER_JSON).stat().st_size
-        ort = {build: f"vendor/{ORT_BUILDS[build][0]}" for build in ORT_BUILDS if build in _ort_builds(sources)}
         artifacts.write_json(tmp / WEB_JSON, {
             "variant": name, "source": export_dir.name, "created": artifacts.utc_now(),
-            "ort": {"wasm": ort["wasm"], "webgpu": ort.get("webgpu")},
+            "ort": {build: f"vendor/{ORT_BUILDS[build][0]}" if build in builds else None for build in ORT_BUILDS},
             "versions": {pkg: _npm_version(js_root, pkg) for pkg in ("onnxruntime-web", "@huggingface/tokenizers")},
             "bytes": {**parts, "total": sum(parts.values())}, "excluded": excluded,
         })
@@ -152,11 +151,6 @@ def _web_sources(js_dir: Path, page_dir: Path, builds: tuple[str, ...]) -> dict[
         raise ToolkitError(f"{missing[0]}: missing ({len(missing)} web file(s) in all); the page lives in "
                            f"{page_dir} and the packages in {modules} (`npm ci --ignore-scripts` in {js_dir})")
     return sources
-
-
-def _ort_builds(sources) -> set[str]:
-    shipped = {Path(rel).name for _, rel in sources["onnxruntime-web"]}
-    return {build for build, files in ORT_BUILDS.items() if files[0] in shipped}
 
 
 def _web_manifest(export_dir: Path, manifest: dict, name: str, shipped: tuple[str, ...], excluded: dict) -> dict:
