@@ -182,13 +182,14 @@ def load_recorded_split(spec: dict, which: str) -> LabeledTexts:
         if now != recorded:
             raise DataError(f"{path}: changed since training (sha256 {recorded[:12]} recorded, now {now[:12]}), so the "
                             f"recorded {which} split would hold other texts; pass the data explicitly with --data PATH")
-    split = getattr(load_splits(config_from_spec(spec)), which)
+    rebuilt = load_splits(config_from_spec(spec))
+    split = getattr(rebuilt, which)
     recorded = (spec.get("fingerprints") or {}).get(which)
     if recorded is None:
         log.warning("%s: the checkpoint records no fingerprint of its %s split; nothing proves the rebuilt texts "
                     "are the ones it was trained with (retrain to record one, or pass --data)", where, which)
         return split
-    now = fingerprint(split)
+    now = rebuilt.spec["fingerprints"][which]  # load_splits fingerprinted every split it built
     if now != recorded:
         raise DataError(f"{where}: the rebuilt {which} split differs from training's ({describe_fingerprint(recorded)} "
                         f"recorded, now {describe_fingerprint(now)}); pass the data explicitly with --data PATH")

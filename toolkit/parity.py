@@ -201,7 +201,7 @@ def gate_checks(variant: str, gates: Gates, parity: Parity, rows: Sequence[Label
         need = min_label_positives(variant, gates)
         # A label short of evidence fails only beyond what one flip can do to it (2 / (P + 1), the most
         # one decision moves F1 with P positives); short of that it is "not enough evidence", no check.
-        failing = [r for r in rows if r.gated_drop > limit + _EPS + (0.0 if r.support >= need else _one_flip(r.support))]
+        failing = [r for r in rows if _label_fails(r, limit, need)]
         rows = [r for r in rows if r.support >= need]
         for r in failing:  # one entry per lost label: a rare emotion must be named
             checks.append(Check(variant, "label_f1_drop", r.gated_drop, limit, label=r.label,
@@ -213,15 +213,20 @@ def gate_checks(variant: str, gates: Gates, parity: Parity, rows: Sequence[Label
     return checks
 
 
+def _label_fails(row: LabelRow, limit: float, need: int) -> bool:
+    """The per-label gate: the drop beyond the limit, plus one flip's worth for a label short of evidence."""
+    return row.gated_drop > limit + _EPS + (0.0 if row.support >= need else _one_flip(row.support))
+
+
 def _one_flip(positives: int) -> float:
     return 2.0 / (positives + 1)
 
 
 def insufficient_labels(variant: str, gates: Gates, rows: Sequence[LabelRow]) -> list[str]:
     """Labels with fewer positives than `min_label_positives` that did not fail: "not enough evidence"."""
-    limit = gates.max_drop_label.get(str(variant))
+    limit = float(gates.max_drop_label.get(str(variant)))
     need = min_label_positives(variant, gates)
-    return [r.label for r in rows if r.support < need and r.gated_drop <= float(limit) + _EPS + _one_flip(r.support)]
+    return [r.label for r in rows if r.support < need and not _label_fails(r, limit, need)]
 
 
 def manifest_checks(variant: str, labels: Sequence[str], thresholds, ref_labels: Sequence[str],
