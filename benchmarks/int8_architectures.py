@@ -130,9 +130,9 @@ def _time(files: dict[str, Path], inputs: list[str], args) -> dict:
     import onnxruntime as ort
 
     from toolkit.bench import round_robin, timing_stats
-    from toolkit.bench.environment import machine_info
+    from toolkit.bench.environment import physical_cores
 
-    threads = machine_info().physical_cores
+    threads = physical_cores()
     rng = np.random.default_rng(1234)
     ids = rng.integers(1000, 20000, size=(args.batch, args.seq_len), dtype=np.int64)
     feed = {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)}

@@ -153,18 +153,12 @@ def main() -> None:
                     "python": platform.python_version(),
                     "uptime_before": load_before, "uptime_after": os.getloadavg(),
                     "uptime": bench.uptime()},
-        "versions": _versions(), "seconds": round(time.time() - started, 1),
+        "versions": artifacts.library_versions(), "seconds": round(time.time() - started, 1),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=1, default=float) + "\n", encoding="utf-8")
     print(json.dumps(summary))
-
-
-def _versions() -> dict:
-    from toolkit import artifacts
-
-    return artifacts.library_versions()
 
 
 if __name__ == "__main__":

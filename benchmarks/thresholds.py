@@ -18,7 +18,6 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -39,6 +38,7 @@ def main() -> None:
     args = parser.parse_args()
     started = time.time()
 
+    from toolkit import bench
     from toolkit.data import read_dataset
     from toolkit.metrics import compute_metrics, cross_fitted_metrics, threshold_rules
 
@@ -97,7 +97,7 @@ def main() -> None:
               "dev_positives": {n: int(c) for n, c in zip(labels, y.sum(0))},
               "command": " ".join(["python"] + sys.argv), "predictions": str(args.predictions),
               "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version(),
-                          "uptime": subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()},
+                          "uptime": bench.uptime()},
               "seconds": round(time.time() - started, 1), "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")

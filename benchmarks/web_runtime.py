@@ -185,11 +185,12 @@ def _texts(n: int) -> tuple[list[str], str]:
 
 
 def _machine(load_before) -> dict:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
-    return {"cpu": cpu, "logical_cpus": os.cpu_count(), "platform": platform.platform(),
+    from toolkit import bench
+    from toolkit.bench.environment import cpu_model
+
+    return {"cpu": cpu_model(), "logical_cpus": os.cpu_count(), "platform": platform.platform(),
             "loadavg_before": list(load_before), "loadavg_after": list(os.getloadavg()),
-            "uptime": subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip(),
+            "uptime": bench.uptime(),
             "note": "shared machine: other helpers' jobs were running (see the load averages)"}
 
 

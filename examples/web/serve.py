@@ -14,7 +14,7 @@ import functools
 import http.server
 import sys
 
-HEADERS = {"Cross-Origin-Opener-Policy": "same-origin", "Cross-Origin-Embedder-Policy": "require-corp"}
+from toolkit.web import ISOLATION_HEADERS as HEADERS  # the headers `toolkit web` writes to _headers
 TYPES = {".mjs": "text/javascript", ".js": "text/javascript", ".wasm": "application/wasm", ".json": "application/json"}
 
 
