@@ -55,13 +55,8 @@ INFERENCE_PRECISION = {OV_INT8: "f32", OV_BF16: "bf16"}
 INSTALL_HINT = "pip install openvino nncf (or `pip install toolkit[openvino]`)"
 # NNCF's own default subset; statistics settle well before (BERT: 300 texts, NNCF's documented default).
 DEFAULT_CALIBRATION_TEXTS = 300
-SANITY_TOLERANCE = 5e-2  # as export's int8 warning limit: a sanity check, validate gates on real data
-SANITY_TEXTS = (
-    ("I love this!",),
-    ("Thank you so much for sharing this, it made my whole day better and I cannot stop smiling about it.",),
-    ("ok", "Why would anyone do that? I am furious and honestly a little scared of what comes next.",
-     "What a surprise, I did not expect that at all."),
-)
+# The sanity texts and their warning limit are export's own (toolkit.export.pipeline: SANITY_BATCHES and
+# WARN_TOLERANCE[int8], a sanity check: validate gates on real data), imported in `_sanity`: pipeline imports this module.
 
 
 @dataclass
@@ -151,18 +146,21 @@ def build_openvino_variants(fp32_onnx: Path, out: Path, variants: Sequence[str],
             continue
         result = OpenVINOVariant(name, xml.name, _weights(xml.name), _ir_bytes(xml), time.perf_counter() - started,
                                  PRECISION[name], settings)
-        _sanity(result, fp32_onnx, out, max_length)
+        session = _open(result, out)  # compiled once, for the sanity texts and the gate
+        _sanity(result, session, fp32_onnx, out, max_length)
         if name == OV_INT8:
             result.quantized_matmuls = settings["quantized_matmuls"]
             if gate is not None:
-                _gate(result, out, gate)
+                _gate(result, session, gate)
             else:
                 result.not_gated = "no validation split to gate it on"
         results.append(result)
     return results
 
 
-def export_stage(cfg, loaded, fp32_onnx: Path, out: Path, wanted: Sequence, onnx_results: Sequence) -> list[OpenVINOVariant]:
+def export_stage(cfg, loaded, fp32_onnx: Path, out: Path, wanted: Sequence, onnx_results: Sequence,
+                 calibration_texts: Optional[Sequence[str]] = None,
+                 int8_gate: Optional[tuple] = None) -> list[OpenVINOVariant]:
     """The export pipeline's OpenVINO step: the requested OpenVINO variants, after the ONNX ones.
 
     Calibration texts and the int8 gate come the way the ONNX int8 gets them (`toolkit.export.int8`);
@@ -172,6 +170,9 @@ def export_stage(cfg, loaded, fp32_onnx: Path, out: Path, wanted: Sequence, onnx
         cfg: the ExportConfig; loaded: the loaded checkpoint; fp32_onnx: the unfused fp32 graph.
         wanted: the requested variants (names or toolkit.config.Variant members); others are ignored.
         onnx_results: the ONNX VariantResults written so far (the int8 one's settings carry its float MatMuls).
+        calibration_texts: the texts static int8 calibrated on, when the export loaded them; None: loaded here.
+        int8_gate: `int8.checkpoint_gate`'s (SplitGate or None, record) when the ONNX int8 built it already
+            (same checkpoint, same fp32 graph); None: built here.
     """
     names = [str(getattr(v, "value", v)) for v in wanted if str(getattr(v, "value", v)) in VARIANTS]
     if not names:
@@ -180,27 +181,38 @@ def export_stage(cfg, loaded, fp32_onnx: Path, out: Path, wanted: Sequence, onnx
 
     texts, gate = [], None
     if OV_INT8 in names:
-        try:
-            texts = int8.calibration_texts(cfg, loaded)
-        except ExportError as e:
-            log.error("ov_int8: no calibration texts (%s)", e)
-        made = int8.checkpoint_gate(cfg, loaded, fp32_onnx)
-        gate = made[0] if isinstance(made, tuple) else made
+        if calibration_texts is not None:
+            texts = list(calibration_texts)
+        else:
+            try:
+                texts = int8.calibration_texts(cfg, loaded)
+            except ExportError as e:
+                log.error("ov_int8: no calibration texts (%s)", e)
+        gate = (int8_gate if int8_gate is not None else int8.checkpoint_gate(cfg, loaded, fp32_onnx))[0]
     int8_settings = next((r.settings for r in onnx_results if str(r.variant) == "int8"), None)
     return build_openvino_variants(fp32_onnx, out, names, texts, int(cfg.max_length or loaded.max_length),
                                    int8_settings, gate)
 
 
 def record_openvino_variants(export_dir: Path, manifest: dict, results: Sequence[OpenVINOVariant]) -> dict:
-    """Add the built variants to the export's manifest (entries, and every file's checksum) and write it.
+    """Add the built variants to the export's manifest (entries, and their IR files' checksums) and write it.
 
     A variant whose build failed is recorded under `openvino_skipped` with its reason, not as a variant.
+    Only the IR files (.xml, .bin) are hashed here; the manifest's `files` already holds every other file's.
 
     Returns:
         The manifest as written.
     """
     export_dir = Path(export_dir)
-    files = artifacts.file_checksums(export_dir)
+    files = dict(manifest.get("files") or {})
+    for r in results:
+        for name in (r.file, r.weights_file):
+            path = export_dir / name
+            if path.is_file():
+                files[name] = {"sha256": artifacts.sha256_file(path), "bytes": path.stat().st_size}
+            else:
+                files.pop(name, None)
+    files = dict(sorted(files.items()))  # file_checksums' order
     fp32_bytes = int(((manifest.get("variants") or {}).get("fp32") or {}).get("bytes")
                      or (files.get(artifacts.variant_file("fp32")) or {}).get("bytes") or 0)
     variants = dict(manifest.get("variants") or {})
@@ -278,42 +290,49 @@ def _quantize(model, fp32_onnx: Path, out: Path, texts: Sequence[str], max_lengt
                        "fake_quantize_ops": fake_quantize, "quantized_matmuls": quantized_matmuls}
 
 
-def _sanity(result: OpenVINOVariant, fp32_onnx: Path, out: Path, max_length: int) -> None:
+def _open(result: OpenVINOVariant, out: Path):
+    """The written IR compiled at its inference precision."""
+    from toolkit.openvino_session import open_openvino
+
+    return open_openvino(out / result.file, precision=result.settings["inference_precision"])
+
+
+def _sanity(result: OpenVINOVariant, session, fp32_onnx: Path, out: Path, max_length: int) -> None:
     """Probabilities on the sanity texts vs the fp32 ONNX graph (batch 1 at two lengths, and a padded batch of 3)."""
     import onnxruntime as ort
 
+    from toolkit.config import Variant
+    from toolkit.export.pipeline import SANITY_BATCHES, WARN_TOLERANCE
     from toolkit.metrics import sigmoid
-    from toolkit.openvino_session import open_openvino
 
-    session = open_openvino(out / result.file, precision=result.settings["inference_precision"])
+    limit = WARN_TOLERANCE[Variant.INT8]  # as export's int8 warning limit, for both IR variants
     reference = ort.InferenceSession(str(fp32_onnx), providers=["CPUExecutionProvider"])
     names = [i.name for i in session.get_inputs()]
     worst, finite = 0.0, True
-    for batch in SANITY_TEXTS:
+    for batch in SANITY_BATCHES:
         feed = _padded_feed(out, batch, names, max_length)
         probs = sigmoid(session.run(None, feed)[0])
         expected = sigmoid(reference.run(None, feed)[0])
         finite &= bool(np.isfinite(probs).all())
         worst = max(worst, float(np.nan_to_num(np.abs(probs - expected), nan=math.inf).max()))
     result.max_abs_diff, result.finite = worst, finite
-    line = f"{result.variant}: max |Δprob| {worst:.2e} vs fp32 ONNX (limit {SANITY_TOLERANCE:.0e})"
+    line = f"{result.variant}: max |Δprob| {worst:.2e} vs fp32 ONNX (limit {limit:.0e})"
     if not finite:
         result.failed.append(f"{result.variant} outputs NaN/Inf")
         log.error("%s outputs NaN/Inf on the sanity texts: marked failed", result.variant)
-    elif worst > SANITY_TOLERANCE:
+    elif worst > limit:
         log.warning("%s; `toolkit validate` decides on real data", line)
     else:
         log.info(line)
 
 
-def _gate(result: OpenVINOVariant, out: Path, gate) -> None:
-    """ov_int8 on the checkpoint's validation split with the int8 gates, as export gates the ONNX int8."""
+def _gate(result: OpenVINOVariant, session, gate) -> None:
+    """ov_int8 (`session`, its compiled IR) on the checkpoint's validation split with the int8 gates, as export
+    gates the ONNX int8."""
     from toolkit.config import Variant
     from toolkit.metrics import sigmoid
-    from toolkit.openvino_session import open_openvino
     from toolkit.parity import compare
 
-    session = open_openvino(out / result.file, precision=result.settings["inference_precision"])
     logits = None
     for index, feed in gate.feeds:
         batch = session.run(None, feed)[0]

@@ -134,9 +134,19 @@ def export_model(cfg: ExportConfig) -> ExportResult:
         if Variant.FP16 in wanted:
             results.append(optimize.to_fp16(optimize.fuse(fp32_path, work, loaded.model.config), tmp, _describe))
         not_written: dict[str, str] = {}  # variant -> why its conversion failed; the others still ship
+        # the int8 gate, (SplitGate or None, record): built once, for the per-token search and ov_int8's gates
+        shared: dict = {}
         if Variant.INT8 in wanted:
-            _convert(Variant.INT8, results, not_written,
-                     lambda: int8.dynamic_int8_variant(fp32_path, tmp, work, cfg, loaded, _describe))
+            def dynamic_int8() -> VariantResult:
+                started = time.perf_counter()
+                if cfg.int8_recipe == "per-token":
+                    shared["gate"] = int8.checkpoint_gate(cfg, loaded, fp32_path)
+                gate_seconds = time.perf_counter() - started
+                result = int8.dynamic_int8_variant(fp32_path, tmp, work, cfg, loaded, _describe, gate=shared.get("gate"))
+                result.seconds += gate_seconds  # building the gate is part of making the file, as before
+                return result
+
+            _convert(Variant.INT8, results, not_written, dynamic_int8)
         if Variant.INT8_STATIC in wanted:
             _convert(Variant.INT8_STATIC, results, not_written,
                      lambda: int8.static_int8_variant(fp32_path, tmp, work, loaded, texts, _describe))
@@ -145,7 +155,10 @@ def export_model(cfg: ExportConfig) -> ExportResult:
                               "nothing was written")
         _check_parity(loaded, tmp, results, int(cfg.max_length or loaded.max_length))
         # after the ONNX variants, from the same fp32 graph; an OpenVINO failure never loses them
-        ov_results = openvino.export_stage(cfg, loaded, fp32_path, tmp, wanted, results)
+        # static int8's calibration texts serve ov_int8 too; None: export_stage loads them (an error only logs)
+        ov_results = openvino.export_stage(cfg, loaded, fp32_path, tmp, wanted, results,
+                                           calibration_texts=texts if Variant.INT8_STATIC in wanted else None,
+                                           int8_gate=shared.get("gate"))
         shutil.rmtree(work)
         manifest = _write_manifest(tmp, cfg, loaded, results, fp32.bytes, not_written)
         if ov_results:

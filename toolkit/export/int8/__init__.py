@@ -35,7 +35,7 @@ import logging
 import shutil
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Optional
 
 from toolkit import artifacts
 from toolkit.config import DEFAULT_INT8_RECIPE as DEFAULT_RECIPE
@@ -61,13 +61,16 @@ __all__ = ["DEFAULT_RECIPE", "RECIPES", "PER_CHANNEL", "QUANTIZED_OP_TYPES", "RE
 log = logging.getLogger(__name__)
 
 
-def dynamic_int8_variant(fp32_path: Path, out: Path, work: Path, cfg: ExportConfig, loaded, describe: Callable):
+def dynamic_int8_variant(fp32_path: Path, out: Path, work: Path, cfg: ExportConfig, loaded, describe: Callable,
+                         gate: Optional[tuple] = None):
     """Dynamic int8 by `cfg.int8_recipe`; per-token runs the gated search when a validation split is known.
 
     Args:
         fp32_path: the unfused fp32 graph; out: the export's build dir; work: its intermediates dir.
         cfg: recipe, search budget and gates; loaded: the loaded checkpoint.
         describe: export's file-facts function, (variant, path, seconds, settings) -> VariantResult.
+        gate: `checkpoint_gate(cfg, loaded, fp32_path)`'s (SplitGate or None, record) when the caller
+            built it already (the export shares it with ov_int8); None: built here for per-token.
     Returns:
         The VariantResult of `model_int8.onnx`, marked failed when no search candidate passed the gates.
     Raises:
@@ -78,8 +81,10 @@ def dynamic_int8_variant(fp32_path: Path, out: Path, work: Path, cfg: ExportConf
     started = time.perf_counter()
     path = out / artifacts.variant_file(Variant.INT8)
     head = logits_head_nodes(onnx.load(str(fp32_path), load_external_data=False))
-    gate, gate_record = (checkpoint_gate(cfg, loaded, fp32_path) if cfg.int8_recipe == "per-token"
-                         else (None, {"not_gated": "per-tensor recipe (comparison only)"}))
+    if cfg.int8_recipe != "per-token":
+        gate, gate_record = None, {"not_gated": "per-tensor recipe (comparison only)"}
+    else:
+        gate, gate_record = gate if gate is not None else checkpoint_gate(cfg, loaded, fp32_path)
     log.info("quantizing to int8 (%s recipe%s)", cfg.int8_recipe, ", gated search" if gate else "")
     try:
         if gate is None:

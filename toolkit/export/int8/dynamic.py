@@ -80,8 +80,9 @@ def quantize_int8(fp32_path: Path, out_path: Path, recipe: str = DEFAULT_INT8_RE
         onnx.save(model, str(out_path))
     if smoothing:
         source.unlink()
-    matmuls = audit_matmuls(onnx.load(str(fp32_path), load_external_data=False),
-                            onnx.load(str(out_path), load_external_data=False), reasons)
+    # per-token: the rewritten model just saved, still in memory; per-tensor: the quantizer's file
+    int8_model = model if recipe == "per-token" else onnx.load(str(out_path), load_external_data=False)
+    matmuls = audit_matmuls(onnx.load(str(fp32_path), load_external_data=False), int8_model, reasons)
     if recipe == "per-token" and (matmuls["per_tensor"] or matmuls["unaccounted"]):
         raise ValueError(f"per-token int8 left MatMuls per-tensor {matmuls['per_tensor'][:3]} or unaccounted for "
                          f"{matmuls['unaccounted'][:3]}")

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
+from toolkit.errors import first_line
+
 log = logging.getLogger(__name__)
 
 
@@ -142,20 +144,14 @@ def _rank_sensitivity(build, proxy_error, smooth: bool, candidates: Sequence[str
         try:
             scores[name] = proxy_error(build(smooth, (name,)))
         except Exception as e:  # one MatMul that cannot be measured is left unranked; the others still count
-            log.warning("int8 search: sensitivity of %s not measured (%s)", name, _first_line(e))
+            log.warning("int8 search: sensitivity of %s not measured (%s)", name, first_line(e))
     return scores
 
 
 def _errored(e: Exception) -> GateOutcome:
-    message = _first_line(e)
+    message = first_line(e)
     return GateOutcome(passed=False, macro_drop=float("inf"), worst_label="", worst_drop=float("inf"), flips=0,
                        mean_abs_diff=float("nan"), failures=[f"candidate failed: {message}"], error=message)
-
-
-def _first_line(e: Exception) -> str:
-    from toolkit.errors import first_line
-
-    return first_line(e)
 
 
 def _better(a: GateOutcome, b: GateOutcome) -> bool:
